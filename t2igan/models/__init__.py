@@ -1,0 +1,6 @@
+"""Paper models: one file per paper, each a LightningModule chosen by ``class_path``."""
+
+from t2igan.models.base import TextToImageGAN
+from t2igan.models.gan_int_cls import GANINTCLS
+
+__all__ = ["TextToImageGAN", "GANINTCLS"]

@@ -1,0 +1,170 @@
+"""The small GAN engine every paper model builds on.
+
+A :class:`TextToImageGAN` owns a generator and a discriminator and trains them with manual
+optimisation: per batch, one discriminator step then one generator step, each inside
+``toggled_optimizer`` so the other network's parameters take no gradient. Subclasses say *what*
+each step computes (:meth:`discriminator_loss`, :meth:`generator_loss`) and how to sample; this
+class says *when*. An optional exponential moving average of the generator (a frozen
+``AveragedModel``) is used for every sample when enabled.
+
+The public sampling interface that callbacks and ``t2igan generate`` use:
+``sample_noise(n)``, ``sample(text_emb, noise)``, ``discriminate(images, text_emb)``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from t2igan.nn import init_dcgan_weights
+
+
+class TextToImageGAN(L.LightningModule):
+    """Base class; see the module docstring. Subclasses call :meth:`set_networks`."""
+
+    def __init__(
+        self,
+        *,
+        text_dim: int,
+        image_size: int,
+        z_dim: int,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        lr_decay_every: int = 100,
+        lr_decay: float = 0.5,
+        ema_decay: float | None = None,
+        text_encoder: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.text_dim = text_dim
+        self.image_size = image_size
+        self.z_dim = z_dim
+        self.generator_ema: AveragedModel | None = None
+
+    # ----------------------------------------------------------------- networks
+    def set_networks(
+        self, generator: nn.Module, discriminator: nn.Module, init_linear: bool = False
+    ):
+        """Install G and D with the dcgan.torch initialisation, and the EMA copy of G if asked."""
+        init_dcgan_weights(generator, linear=init_linear)
+        init_dcgan_weights(discriminator, linear=init_linear)
+        self.generator = generator
+        self.discriminator = discriminator
+        decay = self.hparams.get("ema_decay")
+        if decay:
+            self.generator_ema = AveragedModel(
+                generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
+            )
+            self.generator_ema.requires_grad_(False)
+
+    def trainable_generator(self) -> nn.Module:
+        """The parameters the G optimiser updates (StackGAN-II excludes its frozen Stage-I)."""
+        return self.generator
+
+    # ------------------------------------------------------- sampling interface
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
+        return torch.randn(n, self.z_dim, generator=generator).to(self.device)
+
+    def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
+        """Run ``generator`` (G or its EMA copy) on text and noise; subclasses may override."""
+        return generator(noise, text_emb)
+
+    @torch.no_grad()
+    def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] for text embeddings (B, D) and noise (B, z_dim), in eval mode
+        (running BatchNorm statistics, as the authors' demos), with the EMA generator if any."""
+        text_emb = text_emb.to(self.device, torch.float32)
+        if noise is None:
+            noise = self.sample_noise(len(text_emb))
+        g = self.generator_ema.module if self.generator_ema is not None else self.generator
+        was_training = g.training
+        g.eval()
+        try:
+            out = self.generate(g, text_emb, noise.to(self.device, torch.float32))
+        finally:
+            g.train(was_training)
+        return out.float().clamp(-1, 1)
+
+    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """Discriminator logits (B,) for image-text pairs."""
+        return self.discriminator(images, text_emb)
+
+    # --------------------------------------------------------------- objectives
+    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """D loss on one batch and a dict of scalars to log."""
+        raise NotImplementedError
+
+    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """G loss on one batch and a dict of scalars to log."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- training
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        opt_d, opt_g = self.optimizers()
+        with self.toggled_optimizer(opt_d):
+            d_loss, d_logs = self.discriminator_loss(batch)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            opt_d.step()
+        with self.toggled_optimizer(opt_g):
+            g_loss, g_logs = self.generator_loss(batch)
+            opt_g.zero_grad(set_to_none=True)
+            self.manual_backward(g_loss)
+            opt_g.step()
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(self.generator)
+        bs = len(batch["images"])
+        self.log_dict(
+            {"train/d_loss": d_loss, "train/g_loss": g_loss}, prog_bar=True, batch_size=bs
+        )
+        self.log_dict({**d_logs, **g_logs}, batch_size=bs)
+
+    def on_train_epoch_end(self) -> None:
+        # Manual optimisation: Lightning does not step schedulers for us.
+        schedulers = self.lr_schedulers()
+        for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if sch is not None:
+                sch.step()
+        opt_d, opt_g = self.optimizers()
+        self.log_dict({"train/lr_d": opt_d.param_groups[0]["lr"],
+                       "train/lr_g": opt_g.param_groups[0]["lr"]})  # fmt: skip
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        betas = (hp.beta1, hp.beta2)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
+        g_params = [p for p in self.trainable_generator().parameters() if p.requires_grad]
+        opt_g = torch.optim.Adam(g_params, lr=hp.lr, betas=betas)
+        sched = [
+            torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_decay_every, gamma=hp.lr_decay)
+            for opt in (opt_d, opt_g)
+        ]
+        return [opt_d, opt_g], sched
+
+    # --------------------------------------------------------------- evaluation
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        fake = self.sample(batch["text_emb"])
+        scores = {
+            "real": self.discriminate(batch["images"], batch["text_emb"]),
+            "wrong": self.discriminate(batch["wrong_images"], batch["text_emb"]),
+            "fake": self.discriminate(fake, batch["text_emb"]),
+        }
+        self.log_dict(
+            {f"{stage}/d_{k}": torch.sigmoid(v.float()).mean() for k, v in scores.items()},
+            batch_size=len(fake),
+        )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        cls = type(self)
+        checkpoint["t2igan"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}"}
