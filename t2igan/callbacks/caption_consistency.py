@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import lightning as L
 
-from t2igan.metrics.caption_consistency import CaptionAccuracy, load_or_train_classifier
+from t2igan.metrics.caption_consistency import CaptionAccuracy, read_birds
 
 
 class CaptionConsistency(L.Callback):
     """For every validation / test batch, generate one image per conditioning text and check
-    with the attribute classifier (:mod:`t2igan.metrics.caption_consistency`) that it shows
+    with the bird reader (:mod:`t2igan.metrics.caption_consistency`) that it shows
     the attributes the captions name. Logs ``<stage>/caption_acc`` (body, head and wing colour
     together) and ``<stage>/caption_acc/<attribute>``. Batches without attributes (real
     datasets) are skipped.
     """
 
     def __init__(self) -> None:
-        self.classifier = None
         self.metrics = {"val": CaptionAccuracy(), "test": CaptionAccuracy()}
-
-    def setup(self, trainer: L.Trainer, pl_module, stage: str) -> None:
-        if self.classifier is None:
-            dm = trainer.datamodule
-            self.classifier = load_or_train_classifier(dm.image_size, dm.cache_dir)
 
     def _update(self, stage: str, pl_module, batch: dict) -> None:
         if "attributes" not in batch:
             return
         metric = self.metrics[stage].to(pl_module.device)
         fake = pl_module.sample(batch["text_emb"])
-        preds = self.classifier.to(pl_module.device).predict(fake)
-        metric.update(preds, batch["attributes"], batch["attributes_named"])
+        metric.update(read_birds(fake), batch["attributes"], batch["attributes_named"])
 
     def _log(self, stage: str, pl_module) -> None:
         metric = self.metrics[stage]

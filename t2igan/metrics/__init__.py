@@ -1,9 +1,5 @@
 """Metrics."""
 
-from t2igan.metrics.caption_consistency import (
-    AttributeClassifier,
-    CaptionAccuracy,
-    load_or_train_classifier,
-)
+from t2igan.metrics.caption_consistency import CaptionAccuracy, read_birds
 
-__all__ = ["AttributeClassifier", "CaptionAccuracy", "load_or_train_classifier"]
+__all__ = ["CaptionAccuracy", "read_birds"]

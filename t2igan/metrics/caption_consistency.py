@@ -1,133 +1,88 @@
 """Caption consistency on synthetic birds: do generated images show what their captions say?
 
-The synthetic dataset knows which attributes each caption names. A small attribute classifier,
-trained on freshly drawn synthetic birds (a seed disjoint from the data splits) with blur and
-noise augmentation so it also reads imperfect generated images, predicts body, head and wing
-colour, background, facing and size. ``caption_acc`` is the fraction of (image, named colour
-attribute) pairs whose colour the classifier reads back from the generated image; per-attribute
-scores cover all six attributes. Chance is 1/8 for colours.
+The synthetic dataset knows which attributes each caption names. :func:`read_birds` reads the
+attributes back from any image of a bird by parsing it, with no training: the background is the
+colour of the image border; the bird is every pixel far from it; each bird pixel takes the nearest
+palette colour; the **body** colour is the one covering most of the bird, the **head** colour the
+one at the top of the bird (the crown is the bird's highest point), the **wing** colour the one
+around the middle of the bird (the wing covers the body's centre; a wing of the body colour reads as
+the body colour, which is right), **facing** is the side of the bird the head is on, and **size**
+comes from the bird's width.
 
-We chose a classifier over a deterministic colour check at drawn part positions because a
-generated bird's layout is its own (carried by the noise), so the real image's keypoints do not
-say where to look.
+We chose a parser over a learned classifier because it needs no training time (a small CNN took
+minutes of CPU to reach 0.9 on head colour) and does not depend on the layout of the real image the
+caption came from: a generated bird's position is its own, carried by the noise. It reads real
+synthetic birds almost perfectly (tests assert >= 0.95), and it reads a blurry or half-formed bird
+as the colours it shows, which is the question asked.
+
+``caption_acc`` is the fraction of (image, named colour attribute) pairs whose colour is read back;
+per-attribute scores cover all six attributes. Chance is 1/8 for colours.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-from pathlib import Path
-
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torchmetrics import Metric
 
-from t2igan.data.synthetic import (
-    ATTRIBUTE_CLASSES,
-    ATTRIBUTES,
-    BACKGROUNDS,
-    PALETTE,
-    SyntheticBirds,
-)
+from t2igan.data.synthetic import ATTRIBUTES, BACKGROUNDS, PALETTE
 
-log = logging.getLogger(__name__)
 #: The attributes ``caption_acc`` averages over.
 COLOUR_ATTRIBUTES = ("body", "head", "wing")
-_INPUT = 32
+_PALETTE = np.array(list(PALETTE.values()), dtype=np.float32)
+_BACKGROUNDS = np.array(list(BACKGROUNDS.values()), dtype=np.float32)
+#: Beak, legs and eye are drawn in these non-palette colours: pixels nearest them are ignored.
+_OTHER = np.array([(70, 60, 50), (10, 10, 10)], dtype=np.float32)
+_SIZE_THRESHOLD = 0.64  # bird width / image width between small (<= 0.60) and large (>= 0.68)
 
 
-class AttributeClassifier(nn.Module):
-    """Small CNN: (B, 3, S, S) in [-1, 1] -> one logit vector per synthetic-bird attribute."""
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        colours = list(PALETTE.values()) + list(BACKGROUNDS.values())
-        self.register_buffer("palette", torch.tensor(colours, dtype=torch.float32) / 127.5 - 1)
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(3 + len(colours), w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(),
-            nn.Conv2d(w, 2 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),  # 16
-            nn.Conv2d(2 * w, 2 * w, 3, 1, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.Conv2d(2 * w, 4 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 8
-            nn.Conv2d(4 * w, 4 * w, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(),  # 4
-            nn.Flatten(), nn.Linear(4 * w * 16, 256), nn.ReLU(),
-        )  # fmt: skip
-        self.heads = nn.ModuleList(nn.Linear(256, k) for k in ATTRIBUTE_CLASSES)
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = images.float()
-        # Soft membership of each pixel in each palette and background colour, computed at full
-        # resolution and area-pooled to 32 x 32, so small parts (the head) survive as partial
-        # coverage; a fixed transform that leaves the network the "which part has which colour"
-        # question only.
-        dist = (x[:, None] - self.palette[None, :, :, None, None]).pow(2).sum(2)  # (B, 12, H, W)
-        x = torch.cat([x, torch.exp(-dist / 0.05)], 1)
-        x = F.adaptive_avg_pool2d(x, _INPUT)
-        return [head(h) for head, h in zip(self.heads, [self.features(x)] * len(self.heads))]
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, A) predicted attribute values."""
-        return torch.stack([logits.argmax(1) for logits in self(images)], 1)
-
-
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Blur, noise and brightness jitter, so generated (imperfect) birds are read too."""
-    if torch.rand((), generator=g) < 0.5:
-        k = 3
-        x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, 1)
-    x = x + 0.1 * torch.rand((), generator=g) * torch.randn(x.shape, generator=g)
-    x = x * (1 + 0.1 * (torch.rand(len(x), 1, 1, 1, generator=g) - 0.5))
-    return x.clamp(-1, 1)
+def read_bird(img: np.ndarray) -> np.ndarray:
+    """Attributes (body, head, wing, background, facing, size) read from one (H, W, 3) image
+    with values in 0..255; see the module docstring."""
+    img = img.astype(np.float32)
+    h, w, _ = img.shape
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    bg_colour = np.median(border, axis=0)
+    background = int(np.argmin(((_BACKGROUNDS - bg_colour) ** 2).sum(1)))
+    bird = np.sqrt(((img - bg_colour) ** 2).sum(-1)) > 40
+    if bird.sum() < 4:  # no bird drawn: guess the most common values
+        return np.array([0, 0, 0, background, 0, 0])
+    # nearest palette colour of each bird pixel; beak/leg/eye-coloured pixels are left out
+    colours = np.concatenate([_PALETTE, _OTHER])
+    dist = ((img[:, :, None, :] - colours) ** 2).sum(-1)  # (H, W, colours)
+    nearest = dist.argmin(-1)
+    # Edge pixels blend bird and background into colours of neither: leave out pixels far from
+    # every colour, unless that leaves almost nothing (a very blurry sample).
+    clear = bird & (nearest < len(_PALETTE)) & (np.sqrt(dist.min(-1)) < 60)
+    ys, xs = np.nonzero(clear if clear.sum() >= 4 else bird & (nearest < len(_PALETTE)))
+    if len(ys) < 4:
+        ys, xs = np.nonzero(bird)
+    labels = nearest[ys, xs].clip(max=len(_PALETTE) - 1)
+    body = int(np.bincount(labels, minlength=8).argmax())
+    top, bottom = ys.min(), ys.max()
+    crown = labels[ys <= top + 0.12 * (bottom - top + 1)]
+    head = int(np.bincount(crown, minlength=8).argmax())
+    head_x = xs[ys <= top + 0.12 * (bottom - top + 1)].mean()
+    facing = int(head_x > xs.mean())
+    # The wing sits at the middle of the body ellipse, slightly towards the tail: find the body
+    # ellipse's box from the body-coloured pixels (the wing hole does not change the box).
+    bx, by = xs[labels == body], ys[labels == body]
+    x0, x1 = np.percentile(bx, [2, 98])
+    y0, y1 = np.percentile(by, [2, 98])
+    s = (x1 - x0 + 1) / 0.64  # body width is 0.64 s
+    wx = (x0 + x1) / 2 - (1 if facing else -1) * 0.06 * s
+    wy = (y0 + y1) / 2 - 0.01 * s
+    near = (np.abs(xs - wx) <= max(0.08 * s, 1.0)) & (np.abs(ys - wy) <= max(0.05 * s, 1.0))
+    wing = int(np.bincount(labels[near] if near.any() else labels, minlength=8).argmax())
+    cols = np.nonzero(bird.any(0))[0]  # the whole bird, beak and tail tips included
+    width = (cols.max() - cols.min() + 1) / w
+    return np.array([body, head, wing, background, facing, int(width > _SIZE_THRESHOLD)])
 
 
-def train_classifier(
-    image_size: int,
-    num_images: int = 4000,
-    epochs: int = 4,
-    seed: int = 12345,
-    batch_size: int = 32,
-) -> AttributeClassifier:
-    """Train the attribute classifier on ``num_images`` synthetic birds drawn with ``seed``."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    # Draw from the train and the held-out combinations (3:1, so all 64 (body, head) pairs are
-    # equally likely): a classifier that never saw a pair would read it as a seen one.
-    reader = SyntheticBirds(image_size, num_images * 3 // 4, num_images // 4, seed=seed)
-    splits = [reader.load("train"), reader.load("test")]
-    images = torch.from_numpy(np.concatenate([s.images for s in splits]))
-    images = images.permute(0, 3, 1, 2).float() / 127.5 - 1
-    targets = torch.from_numpy(np.concatenate([s.attributes for s in splits])).long()
-    num_images = len(images)
-    model = AttributeClassifier()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(num_images, generator=g).split(batch_size):
-            logits = model(_augment(images[idx], g))
-            loss = sum(F.cross_entropy(lg, targets[idx, a]) for a, lg in enumerate(logits))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval().requires_grad_(False)
-
-
-def load_or_train_classifier(image_size: int, cache_dir: str | Path) -> AttributeClassifier:
-    """The classifier for ``image_size``, trained once and cached in ``cache_dir``."""
-    key = hashlib.sha256(f"v1-{image_size}-{ATTRIBUTES}".encode()).hexdigest()[:12]
-    path = Path(cache_dir) / f"attribute-classifier-{image_size}-{key}.pt"
-    if path.exists():
-        model = AttributeClassifier()
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval().requires_grad_(False)
-    log.info("training the caption-consistency attribute classifier (%d px)", image_size)
-    model = train_classifier(image_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(path)
-    return model
+def read_birds(images: torch.Tensor) -> torch.Tensor:
+    """(B, 6) attributes read from a batch of images in [-1, 1], shape (B, 3, H, W)."""
+    arr = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+    return torch.as_tensor(np.stack([read_bird(a) for a in arr]), dtype=torch.long)
 
 
 class CaptionAccuracy(Metric):
@@ -141,8 +96,9 @@ class CaptionAccuracy(Metric):
         self.add_state("count", torch.zeros(len(ATTRIBUTES)), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor, named: torch.Tensor) -> None:
-        named = named.bool()
-        self.hits += ((preds == targets) & named).sum(0).float()
+        named = named.bool().to(self.hits.device)
+        hits = (preds.to(self.hits.device) == targets.to(self.hits.device)) & named
+        self.hits += hits.sum(0).float()
         self.count += named.sum(0).float()
 
     def compute(self) -> dict[str, torch.Tensor]:

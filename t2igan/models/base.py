@@ -13,7 +13,10 @@ The public sampling interface that callbacks and ``t2igan generate`` use:
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -167,4 +170,24 @@ class TextToImageGAN(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         cls = type(self)
-        checkpoint["t2igan"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}"}
+        # The class (so `t2igan generate` can load any model) and the random-number states, so
+        # that `--ckpt_path last` continues the same data order and noise as an unbroken run.
+        checkpoint["t2igan"] = {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("t2igan", {}).get("rng")
+        if rng is None or self._trainer is None:  # plain weight loading: leave the RNGs alone
+            return
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])

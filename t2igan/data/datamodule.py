@@ -1,0 +1,279 @@
+"""The one LightningDataModule shared by every paper model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, default_collate
+
+from t2igan.data import prepare as cache
+from t2igan.data.contract import Split
+from t2igan.data.dataset import TextImageDataset
+from t2igan.data.paper_files import PrecomputedEncoder, embeddings_dim
+from t2igan.data.synthetic import SyntheticBirds
+from t2igan.data.text import SentenceTransformerEncoder, TextEncoder, embed_captions
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("synthetic", "cub", "flowers", "mhp", "port-hdf5")
+WRONG_MODES = ("class", "shift")
+
+
+def shift_collate(items: list[dict]) -> dict:
+    """Collate, then pair each image with the next one's caption as the mismatched pair:
+    StackGAN's in-batch shift (``wrong_images`` = the batch rolled by one)."""
+    batch = default_collate(items)
+    batch["wrong_images"] = batch["images"].roll(1, 0)
+    return batch
+
+
+class T2IDataModule(L.LightningDataModule):
+    """Text-image pairs for every t2igan model, from one of the supported datasets.
+
+    Batches follow :class:`t2igan.data.contract.Batch`. Caption embeddings are computed with
+    ``text_encoder`` and cached under ``root/<dataset>/``, or read from the papers' files
+    (``embeddings``). Real datasets are read from the cache ``t2igan prepare`` writes under
+    ``root/<dataset>/`` when it is there and up to date, else from the raw files (slower; the
+    log says which command builds the cache). See docs/data.md.
+
+    Args:
+        dataset: which dataset to read: ``synthetic`` (built in, drawn on the fly), ``cub``
+            (CUB-200-2011 with Reed's captions), ``flowers`` (Oxford-102 with Reed's captions),
+            ``mhp`` (MPII human pose, captions from a JSON-lines file) or ``port-hdf5`` (a
+            ``birds.hdf5``/``flowers.hdf5`` file of the PyTorch port, given as ``source``).
+        root: folder that holds the datasets (and their caches).
+        source: the dataset's own folder or file; default: looked up under ``root``
+            (``CUB_200_2011`` or ``birds/CUB_200_2011``, ``flowers``, ``mpii``, ``birds.hdf5``).
+        split: cub and flowers: ``class`` (the papers' class-disjoint split, the default) or
+            ``official`` (the datasets' image-level split).
+        bbox_crop: cub: crop around the bounding box as StackGAN does (side 1.5 x max(w, h)).
+        captions_per_image: captions required per image (the first are kept; fewer is an
+            error); default: the reader's (10 for cub and flowers).
+        captions: where the captions are: a ``text_c10`` folder (cub, flowers; default: found
+            beside the images) or the JSON-lines caption file (mhp).
+        embeddings: the papers' precomputed caption embeddings instead of ``text_encoder``: a
+            StackGAN folder with ``{train,test}/char-CNN-RNN-embeddings.pickle`` or a folder of
+            Reed's ``.t7`` files (cub, flowers).
+        skip_missing: leave out (and log) images whose image or caption file is missing, to use
+            a partial copy; by default that is an error.
+        wrong_mode: mismatched images for the matching-aware discriminator: ``class`` (a real
+            image of another class, Reed et al.) or ``shift`` (the batch rolled by one, StackGAN).
+        use_cache: read the ``t2igan prepare`` cache when it is present and up to date.
+        image_size: side of the images the model sees.
+        load_size: images are resized to this side, then cropped to ``image_size`` (Reed et al.:
+            76 for 64). None: no crop.
+        flip: random horizontal flips for training (boxes, keypoints and left/right parts follow).
+        num_captions: caption embeddings averaged per image (Reed et al.: 4); 1 gives one random
+            caption per image (StackGAN).
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes.
+        text_encoder: how captions are embedded; default all-MiniLM-L6-v2 (sentence-transformers).
+            Not used with ``embeddings`` or ``port-hdf5``, which bring their own.
+        num_images: synthetic only: training images.
+        num_eval_images: synthetic only: images in the validation and in the test split.
+        seed: synthetic only: dataset seed.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        root: str = "data",
+        image_size: int = 64,
+        load_size: int | None = None,
+        flip: bool = False,
+        num_captions: int = 4,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        text_encoder: TextEncoder | None = None,
+        num_images: int = 6000,
+        num_eval_images: int = 512,
+        seed: int = 0,
+        source: str | None = None,
+        split: str | None = None,
+        bbox_crop: bool = False,
+        captions_per_image: int | None = None,
+        captions: str | None = None,
+        embeddings: str | None = None,
+        skip_missing: bool = False,
+        wrong_mode: str = "class",
+        use_cache: bool = True,
+    ) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+        if wrong_mode not in WRONG_MODES:
+            raise ValueError(f"unknown wrong_mode {wrong_mode!r}; choose one of {WRONG_MODES}")
+        self.dataset = dataset
+        self.root = Path(root)
+        self.image_size = image_size
+        self.load_size = load_size
+        self.flip = flip
+        self.num_captions = num_captions
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.wrong_mode = wrong_mode
+        self.use_cache = use_cache
+        self.datasets: dict[str, TextImageDataset] = {}
+        if dataset == "synthetic":
+            self.reader = SyntheticBirds(load_size or image_size, num_images, num_eval_images, seed)
+            self.text_encoder = text_encoder or SentenceTransformerEncoder()
+            return
+        self.reader = None  # built on first use: reading the annotations takes a moment
+        self.source = cache.find_source(dataset, root, source)
+        self._given_source = source  # for the `t2igan prepare` command the log suggests
+        self.options = cache.reader_options(dataset, split, bbox_crop, captions_per_image,
+                                            captions, embeddings, skip_missing)  # fmt: skip
+        self.cache_path = cache.cache_file(self.root, dataset, load_size or image_size,
+                                           self.options)  # fmt: skip
+        self._cache: cache.CachedReader | None | bool = False  # False: not decided yet
+        precomputed = embeddings or (self.source if dataset == "port-hdf5" else None)
+        if precomputed is not None:
+            if text_encoder is not None:
+                raise ValueError(f"{precomputed} brings its own caption embeddings: leave "
+                                 "text_encoder unset")  # fmt: skip
+            # The model's text_dim is linked to ours right after construction: read it now.
+            text_encoder = PrecomputedEncoder(str(precomputed), embeddings_dim(precomputed))
+        self.text_encoder = text_encoder or SentenceTransformerEncoder()
+
+    @property
+    def text_dim(self) -> int:
+        """Size of the text embeddings (linked to the model's ``text_dim``)."""
+        return self.text_encoder.dim
+
+    @property
+    def text_encoder_spec(self) -> dict:
+        """How captions are embedded (linked to the model, so checkpoints record it)."""
+        return self.text_encoder.spec()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / self.dataset
+
+    def _raw_reader(self):
+        if self.reader is None:
+            self.reader = cache.make_reader(self.dataset, self.source, **self.options)
+        return self.reader
+
+    def _cached(self) -> cache.CachedReader | None:
+        """The prepared cache if it is there and up to date (decided once), else None."""
+        if self._cache is not False:
+            return self._cache
+        self._cache = None
+        load = self.load_size or self.image_size
+        command = cache.prepare_command(self.dataset, self.root, self._given_source, load,
+                                        self.options)  # fmt: skip
+        if not self.use_cache:
+            return None
+        if not self.cache_path.exists():
+            if not self.source.exists():
+                return None  # the reader raises, naming the folder and the download command
+            log.warning("no cache %s: reading the raw files (slow). Build it with: %s",
+                        self.cache_path, command)  # fmt: skip
+            return None
+        cached = cache.CachedReader(self.cache_path, in_memory=load <= 128)
+        if not self.source.exists():
+            log.info("%s not found: using the cache %s as it is", self.source, self.cache_path)
+            self._cache = cached
+            return cached
+        expected = cache.manifest_for(self.dataset, self._raw_reader(), load, self.options)
+        reason = cache.stale_reason(cached.manifest, expected)
+        if reason is not None:
+            log.warning("the cache %s is out of date (%s): reading the raw files. Rebuild it "
+                        "with: %s --force", self.cache_path, reason, command)  # fmt: skip
+            return None
+        self._cache = cached
+        return cached
+
+    def _load(self, name: str) -> Split:
+        if self.dataset == "synthetic":
+            return self.reader.load(name)
+        cached = self._cached()
+        if cached is not None:
+            return cached.load(name)
+        split = self._raw_reader().load(name)
+        # decode each image at the load size once, rather than decode, then resize the array
+        split.images = cache._resized(split.images, self.load_size or self.image_size)
+        return split
+
+    def _embed(self, split: Split, name: str | None = None) -> list[np.ndarray]:
+        if split.caption_emb is not None:
+            return split.caption_emb
+        if isinstance(self.text_encoder, PrecomputedEncoder):
+            raise ValueError(f"the {name} split got no precomputed caption embeddings from "
+                             f"{self.text_encoder.source}")  # fmt: skip
+        cached = self._cached() if self.dataset != "synthetic" else None
+        stored = cached.text_emb(self.text_encoder, name) if cached and name else None
+        if stored is not None:
+            return stored
+        flat = [c for caps in split.captions for c in caps]
+        emb = embed_captions(self.text_encoder, flat, self.cache_dir)
+        bounds = np.cumsum([0] + [len(c) for c in split.captions])
+        return [emb[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _splits(self, stage: str | None) -> tuple[str, ...]:
+        return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage, ("train", "val", "test")
+        )
+
+    def prepare_data(self) -> None:
+        # Runs once (rank 0): fills the embedding cache so that every rank's setup reads it.
+        for name in self._splits(None):
+            self._embed(self._load(name), name)
+
+    def setup(self, stage: str | None = None) -> None:
+        for name in self._splits(stage):
+            if name not in self.datasets:
+                split = self._load(name)
+                train = name == "train"
+                self.datasets[name] = TextImageDataset(
+                    split, self._embed(split, name), self.image_size, self.load_size,
+                    random_crop=train, flip=self.flip and train, num_captions=self.num_captions,
+                    wrong_images=self.wrong_mode == "class",
+                )  # fmt: skip
+
+    def _loader(self, name: str, train: bool = False) -> DataLoader:
+        if name not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[name])
+        return DataLoader(
+            self.datasets[name],
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,  # GAN-INT pairs the two halves of a batch; BN needs B > 1
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=shift_collate if self.wrong_mode == "shift" else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def caption_examples(self, split: str, n: int) -> dict:
+        """``n`` fixed examples of ``split`` (spread over it) with one caption each.
+
+        Returns a dict with ``captions`` (n strings), ``text_emb`` (n, D) the embedding of that
+        single caption, ``images`` (n, 3, H, W) the real images, and, where the dataset has them,
+        ``attributes`` / ``attributes_named``. Callbacks use it to choose fixed inputs.
+        """
+        ds = self.datasets.get(split) or self._loader(split).dataset
+        idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
+        out = {
+            "captions": [ds.split.captions[i][0] for i in idx],
+            "text_emb": torch.stack([ds.emb[i][0] for i in idx]),
+            "images": torch.stack([ds.centre_image(int(i)) for i in idx]),
+        }
+        if ds.split.attributes is not None:
+            out["attributes"] = torch.as_tensor(ds.split.attributes[idx], dtype=torch.long)
+            out["attributes_named"] = torch.as_tensor(
+                np.stack([ds.split.caption_attributes[i][0] for i in idx])
+            )
+        return out

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny synthetic data with the instant hashing text encoder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from t2igan.data import HashingEncoder, T2IDataModule
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The real-data subset beside the checkout (tests that need it skip when it is absent).
+SHARED_DATA = Path(os.environ.get("T2IGAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
+#: CLI flags that make any experiment config tiny and fast on CPU.
+TINY_DATA = [
+    "--data.dataset", "synthetic", "--data.text_encoder", "t2igan.data.HashingEncoder",
+    "--data.num_images", "64", "--data.num_eval_images", "32", "--data.batch_size", "8",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """One data root per test session, so embedding and evaluator caches are shared."""
+    return tmp_path_factory.mktemp("data")
+
+
+def tiny_datamodule(root: Path, image_size: int = 32, **kwargs) -> T2IDataModule:
+    args = dict(
+        dataset="synthetic", root=str(root), image_size=image_size, batch_size=8,
+        text_encoder=HashingEncoder(dim=64), num_images=64, num_eval_images=32,
+    )  # fmt: skip
+    args.update(kwargs)
+    dm = T2IDataModule(**args)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+@pytest.fixture
+def tiny_dm(data_root) -> T2IDataModule:
+    return tiny_datamodule(data_root)

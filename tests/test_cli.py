@@ -1,0 +1,152 @@
+"""The CLI end to end: every experiment config, exact resume, generate, DDP and bf16."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from PIL import Image
+
+from t2igan.callbacks import SampleGrid
+from t2igan.cli import cli, generate_main
+from t2igan.models import GANINTCLS
+
+from .conftest import ROOT, TINY_DATA, tiny_datamodule
+
+EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+#: Extra flags some configs need to stay tiny in the fast_dev_run test.
+EXTRA_ARGS: dict[str, list[str]] = {}
+T2IGAN = str(Path(sys.executable).parent / "t2igan")
+
+
+def tiny_args(data_root, run_dir) -> list[str]:
+    return [*TINY_DATA, "--data.root", str(data_root), "--trainer.default_root_dir", str(run_dir)]
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path):
+    run = cli(["fit", "--config", str(config), *tiny_args(data_root, tmp_path),
+               "--trainer.fast_dev_run", "1", *EXTRA_ARGS.get(config.name, [])])  # fmt: skip
+    assert run.trainer.state.finished and run.trainer.global_step > 0
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+
+def test_links_fill_model_from_data(data_root, tmp_path):
+    run = cli(["fit", "--config", str(ROOT / "experiments/quickstart.yaml"),
+               *tiny_args(data_root, tmp_path), "--data.image_size", "64",
+               "--trainer.fast_dev_run", "1"])  # fmt: skip
+    assert run.model.hparams.image_size == 64 and run.model.hparams.text_dim == 256
+    assert run.model.hparams.text_encoder["class_path"] == "t2igan.data.text.HashingEncoder"
+
+
+def test_optimizer_flag_cannot_replace_the_two_gan_optimizers(data_root, tmp_path):
+    with pytest.raises(SystemExit):
+        cli(["fit", "--config", str(ROOT / "experiments/quickstart.yaml"),
+             *tiny_args(data_root, tmp_path), "--optimizer", "torch.optim.SGD"])  # fmt: skip
+
+
+def _trainer(tmp_path, epochs, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        default_root_dir=tmp_path,
+        callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True),
+                   SampleGrid(num_captions=2, num_samples=2)],
+        **kwargs,
+    )  # fmt: skip
+
+
+def test_resume_is_exact(data_root, tmp_path):
+    """Two epochs in one go == one epoch, stop, resume from last.ckpt for the second."""
+
+    def model():
+        L.seed_everything(0)
+        return GANINTCLS(text_dim=64, image_size=32, ngf=8, ndf=8, lr_decay_every=1)
+
+    dm = tiny_datamodule(data_root)
+    straight = model()
+    L.seed_everything(0)
+    _trainer(tmp_path / "a", 2).fit(straight, datamodule=dm)
+
+    first = model()
+    L.seed_everything(0)
+    t1 = _trainer(tmp_path / "b", 1)
+    t1.fit(first, datamodule=dm)
+    fixed = t1.callbacks[1].fixed if isinstance(t1.callbacks[1], SampleGrid) else None
+    resumed = model()
+    L.seed_everything(0)  # what the CLI does at start; the checkpoint's RNG states win
+    t2 = _trainer(tmp_path / "b", 2)
+    t2.fit(resumed, datamodule=dm, ckpt_path=tmp_path / "b" / "ckpt" / "last.ckpt")
+
+    assert t2.current_epoch == 2
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    # optimiser states and the halved learning rate came back too
+    assert t2.optimizers[0].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.25)
+    grid = next(c for c in t2.callbacks if isinstance(c, SampleGrid))
+    assert fixed is not None and torch.equal(grid.fixed["noise"], fixed["noise"])
+    assert grid.fixed["captions"] == fixed["captions"]
+    assert (tmp_path / "b" / "samples" / "epoch_0001.png").exists()
+
+
+def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
+    dm = tiny_datamodule(data_root)
+    model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,
+                      text_encoder=dm.text_encoder_spec)  # fmt: skip
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    ckpt = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(ckpt)
+    out = tmp_path / "out"
+    generate_main(["--ckpt", str(ckpt), "--caption", "a bird with a red body and a blue head",
+                   "--caption", "a yellow bird", "--num", "3", "--seed", "0", "--out", str(out)])  # fmt: skip
+    singles = sorted(out.glob("c*_i*.png"))
+    assert len(singles) == 6 and (out / "grid.png").exists()
+    assert Image.open(singles[0]).size == (32 + 4, 32 + 4)  # one image with grid padding
+    assert "wrote 7 images" in capsys.readouterr().out
+    # same seed, same pictures
+    generate_main(["--ckpt", str(ckpt), "--caption", "a yellow bird", "--num", "3",
+                   "--out", str(tmp_path / "again")])  # fmt: skip
+    for i in range(3):
+        a = Image.open(out / f"c01_i{i:02d}.png").tobytes()
+        assert a == Image.open(tmp_path / "again" / f"c00_i{i:02d}.png").tobytes()
+
+
+def test_bf16_mixed_fit(data_root):
+    dm = tiny_datamodule(data_root)
+    model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = L.Trainer(max_steps=4, precision="bf16-mixed", logger=False, limit_val_batches=0,
+                        enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert torch.isfinite(trainer.callback_metrics["train/g_loss"])
+
+
+def test_ddp_two_processes_on_cpu(data_root, tmp_path):
+    """A 2-process gloo DDP fit through the real CLI (the unused-parameter trap of GANs)."""
+    config = tmp_path / "ddp.yaml"
+    config.write_text(
+        "model:\n  class_path: t2igan.models.GANINTCLS\n"
+        "  init_args: {ngf: 8, ndf: 8}\n"
+        f"trainer:\n  default_root_dir: {tmp_path}\n  enable_progress_bar: false\n"
+        f"  logger: false\n"
+        "  callbacks:\n  - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
+        f"    init_args: {{dirpath: {tmp_path}/ckpt, save_last: true}}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [T2IGAN, "fit", "--config", str(config), *tiny_args(data_root, tmp_path),
+           "--data.image_size", "32", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.max_steps", "6",
+           "--trainer.limit_val_batches", "0"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 6  # 3 batches x (D + G) steps, in sync on both ranks

@@ -1,0 +1,80 @@
+"""GAN-INT-CLS specifics: the authors' network sizes and the loss variants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from t2igan.losses import d_loss_matching_aware
+from t2igan.models import GANINTCLS
+from t2igan.models.gan_int_cls import interpolate_text
+
+
+def bn(c):  # BatchNorm: weight and bias
+    return 2 * c
+
+
+def conv(i, o, k):  # bias-free (de)convolution
+    return i * o * k * k
+
+
+def residual(c):  # 1x1 c->c/4, 3x3 c/4->c/4, 3x3 c/4->c, each with BN
+    m = c // 4
+    return conv(c, m, 1) + bn(m) + conv(m, m, 3) + bn(m) + conv(m, c, 3) + bn(c)
+
+
+def test_parameter_counts_match_the_authors_cub_network():
+    """Counted by hand from architectures.md tables 1.3 and 1.4 (main_cls_int.lua, ngf 128,
+    ndf 64, 1024-d text, nt 128, nz 100)."""
+    g = (
+        1024 * 128 + 128  # fcG Linear(1024 -> 128)
+        + conv(228, 1024, 4) + bn(1024) + residual(1024)
+        + conv(1024, 512, 4) + bn(512) + residual(512)
+        + conv(512, 256, 4) + bn(256)
+        + conv(256, 128, 4) + bn(128)
+        + conv(128, 3, 4)
+    )  # fmt: skip
+    d = (
+        conv(3, 64, 4)
+        + conv(64, 128, 4) + bn(128)
+        + conv(128, 256, 4) + bn(256)
+        + conv(256, 512, 4) + bn(512) + residual(512)
+        + 1024 * 128 + 128 + bn(128)  # fcD Linear + BatchNorm1d
+        + conv(640, 512, 1) + bn(512)
+        + conv(512, 1, 4)
+    )  # fmt: skip
+    model = GANINTCLS(text_dim=1024, image_size=64)
+    assert sum(p.numel() for p in model.generator.parameters()) == g
+    assert sum(p.numel() for p in model.discriminator.parameters()) == d
+    assert (g, d) == (18_905_472, 4_030_080)
+
+
+def test_d_loss_weights():
+    real, wrong, fake = torch.tensor([2.0]), torch.tensor([-1.0]), torch.tensor([0.5])
+    sp = torch.nn.functional.softplus
+    expected = sp(-real) + 0.5 * sp(wrong) + 0.5 * sp(fake)
+    assert torch.allclose(d_loss_matching_aware(real, wrong, fake, 0.5), expected)
+    # cls_weight 0: plain GAN, the fake term gets weight 1 and wrong is ignored
+    assert torch.allclose(d_loss_matching_aware(real, None, fake, 0.0), sp(-real) + sp(fake))
+
+
+def test_interpolation_pairs_halves():
+    t = torch.arange(8.0)[:, None]
+    assert interpolate_text(t, 0.5).flatten().tolist() == [2.0, 3.0, 4.0, 5.0]
+    assert interpolate_text(t, 1.0).flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("cls_weight,interp_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 1.0), (0.5, 1.0)])
+def test_variants_by_flags(cls_weight, interp_weight, tiny_dm):
+    """GAN, GAN-CLS, GAN-INT, GAN-INT-CLS: the wrong pair and the interpolated texts are used
+    exactly when their flag is on."""
+    model = GANINTCLS(text_dim=tiny_dm.text_dim, image_size=32, ngf=8, ndf=8,
+                      cls_weight=cls_weight, interp_weight=interp_weight)  # fmt: skip
+    batch = next(iter(tiny_dm.train_dataloader()))
+    seen = []
+    model.discriminator.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+    _, logs = model.discriminator_loss(batch)
+    assert len(seen) == (3 if cls_weight else 2) and ("train/d_wrong" in logs) == bool(cls_weight)
+    seen.clear()
+    model.generator_loss(batch)
+    assert seen == [12 if interp_weight else 8]  # B real + B/2 interpolated texts

@@ -1,0 +1,136 @@
+"""The contract every paper model honours, run over each model class.
+
+Add a model by adding a factory to ``MODELS``: ``name -> factory(datamodule) -> model``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+
+from t2igan.cli import load_model
+from t2igan.models import GANINTCLS, StackGANStage1, StackGANStage2
+
+from .conftest import tiny_datamodule
+
+MODELS = {
+    "gan_int_cls": lambda dm: GANINTCLS(
+        text_dim=dm.text_dim, image_size=dm.image_size, ngf=8, ndf=8,
+        text_encoder=dm.text_encoder_spec,
+    ),
+    "gan_int_cls_ema": lambda dm: GANINTCLS(
+        text_dim=dm.text_dim, image_size=dm.image_size, ngf=8, ndf=8, ema_decay=0.9,
+        text_encoder=dm.text_encoder_spec,
+    ),
+    "stackgan_stage1": lambda dm: StackGANStage1(
+        text_dim=dm.text_dim, image_size=dm.image_size, z_dim=16, condition_dim=8, ngf=4, ndf=8,
+        text_encoder=dm.text_encoder_spec,
+    ),
+    # Stage-II on an untrained Stage-I built from its arguments (no checkpoint needed here).
+    "stackgan_stage2": lambda dm: StackGANStage2(
+        text_dim=dm.text_dim, image_size=dm.image_size, condition_dim=8, ngf=8, ndf=4,
+        num_residual=1, text_encoder=dm.text_encoder_spec,
+        stage1=dict(z_dim=16, text_dim=dm.text_dim, condition_dim=8, ngf=4,
+                    image_size=dm.image_size // 4, ca_activation="relu"),
+    ),
+}  # fmt: skip
+#: Image size each model trains at in the contract run (default 32).
+IMAGE_SIZE: dict[str, int] = {"stackgan_stage2": 64}
+
+
+@pytest.fixture(params=list(MODELS))
+def setup(request, data_root):
+    name = request.param
+    dm = tiny_datamodule(data_root, image_size=IMAGE_SIZE.get(name, 32))
+    L.seed_everything(0)
+    return name, MODELS[name](dm), dm
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict, module: torch.nn.Module) -> bool:
+    """Whether any *parameter* moved (BatchNorm running stats may move in any forward)."""
+    params = dict(module.named_parameters())
+    return any(not torch.equal(before[k], p) for k, p in params.items())
+
+
+def _fit(model, dm, steps: int, tmp_path, **kwargs) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=2 * steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=0, default_root_dir=tmp_path, **kwargs,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
+def test_sample_shape_range_finite(setup):
+    name, model, dm = setup
+    text = torch.from_numpy(dm.text_encoder.encode(["a bird with a red body", "a blue bird"]))
+    images = model.sample(text)
+    assert images.shape == (2, 3, dm.image_size, dm.image_size)
+    assert torch.isfinite(images).all()
+    assert images.min() >= -1 and images.max() <= 1
+    assert images.std() > 0  # not a constant image
+
+
+def test_one_training_step_moves_both_networks(setup, tmp_path):
+    name, model, dm = setup
+    g0, d0 = _snapshot(model.generator), _snapshot(model.discriminator)
+    _fit(model, dm, 1, tmp_path)
+    assert _changed(g0, model.generator) and _changed(d0, model.discriminator)
+
+
+def test_d_step_leaves_g_and_g_step_leaves_d(setup):
+    name, model, dm = setup
+    batch = next(iter(dm.train_dataloader()))
+    opt_d, opt_g = (o for o in model.configure_optimizers()[0])
+    g0, d0 = _snapshot(model.generator), _snapshot(model.discriminator)
+    # D step: only D's optimiser steps; G's parameters must not move.
+    opt_d.zero_grad()
+    model.discriminator_loss(batch)[0].backward()
+    opt_d.step()
+    assert not _changed(g0, model.generator) and _changed(d0, model.discriminator)
+    # G step: only G's optimiser steps; D's parameters must not move.
+    d1 = _snapshot(model.discriminator)
+    opt_g.zero_grad()
+    model.generator_loss(batch)[0].backward()
+    opt_g.step()
+    assert _changed(g0, model.generator) and not _changed(d1, model.discriminator)
+
+
+def test_ema_is_frozen_and_follows_g(setup, tmp_path):
+    name, model, dm = setup
+    if model.generator_ema is None:
+        pytest.skip("model trained without EMA")
+    assert not any(p.requires_grad for p in model.generator_ema.parameters())
+    ema0 = _snapshot(model.generator_ema.module)
+    _fit(model, dm, 2, tmp_path)
+    assert not any(p.requires_grad for p in model.generator_ema.parameters())
+    assert _changed(ema0, model.generator_ema.module)
+    # the EMA lags G: after training they differ
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(model.generator.parameters(), model.generator_ema.module.parameters())
+    )
+
+
+def test_checkpoint_round_trip_same_samples(setup, tmp_path):
+    name, model, dm = setup
+    trainer = _fit(copy.deepcopy(model), dm, 1, tmp_path)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    trained = trainer.lightning_module
+    loaded = load_model(path)
+    assert type(loaded) is type(trained)
+    text = torch.from_numpy(dm.text_encoder.encode(["a bird with a red body"] * 3))
+    noise = trained.sample_noise(3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(trained.sample(text, noise), loaded.sample(text, noise))
+    # seeded determinism: the same seed gives the same noise, hence the same images
+    n1 = loaded.sample_noise(3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(loaded.sample(text, n1), loaded.sample(text, noise))
