@@ -143,22 +143,21 @@ class TextImageDataset(Dataset):
         }
         if self.wrong_images:
             item["wrong_images"] = self._crop_image(self.wrong_index(i), *self._crop_flip(i))
-        # Annotations in numpy (float32), one tensor each at the end: see _crop_image.
-        scale = np.float32(self.load_size / self.image_size)
-        shift = np.array([ox, oy], np.float32) / np.float32(self.image_size)
+        # Annotations with Python floats and numpy, one tensor each at the end: see _crop_image.
+        scale = self.load_size / self.image_size
+        shift = (ox / self.image_size, oy / self.image_size)
         if self.split.boxes is not None:
-            box = np.asarray(self.split.boxes[i], np.float32) * scale
-            box[:2] -= shift
+            x, y, w, h = (float(v) * scale for v in self.split.boxes[i])
             # the crop cuts the box: keep the part inside the image
-            x0, y0 = np.clip(box[:2], 0, 1)
-            x1, y1 = np.clip(box[:2] + box[2:], 0, 1)
-            box = np.array([x0, y0, x1 - x0, y1 - y0], np.float32)
+            x0, y0 = min(max(x - shift[0], 0.0), 1.0), min(max(y - shift[1], 0.0), 1.0)
+            x1, y1 = min(max(x + w - shift[0], 0.0), 1.0), min(max(y + h - shift[1], 0.0), 1.0)
+            box = [x0, y0, x1 - x0, y1 - y0]
             if flipped:
-                box[0] = 1 - box[0] - box[2]
-            item["boxes"] = torch.from_numpy(box)
+                box[0] = 1 - x0 - box[2]
+            item["boxes"] = torch.tensor(box)
         if self.split.keypoints is not None:
             kp = np.array(self.split.keypoints[i], np.float32)
-            kp[:, :2] = kp[:, :2] * scale - shift
+            kp[:, :2] = kp[:, :2] * np.float32(scale) - np.array(shift, np.float32)
             # A part the crop cut off is no longer visible in the image.
             outside = ((kp[:, :2] < 0) | (kp[:, :2] > 1)).any(1)
             kp[outside | (kp[:, 2] <= 0)] = 0.0

@@ -1,0 +1,75 @@
+"""``t2igan embed``: caption embeddings for any captions, with any t2igan text encoder.
+
+t2igan embed --captions my_captions.txt --out emb.h5
+t2igan embed --captions my_captions.txt --out emb.h5 --text-encoder t2igan.data.HashingEncoder \
+    --init-args '{"dim": 512}'
+
+The output HDF5 file holds ``captions`` (N strings, in the order of the input lines),
+``embeddings`` (N, D) float32, and the encoder's spec as JSON in the ``encoder`` attribute (the
+same spec checkpoints record, so ``encoder_from_spec`` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from t2igan.data.files import read_lines
+from t2igan.data.text import TextEncoder, encoder_from_spec
+
+
+def embed_file(captions: str | Path, out: str | Path, encoder: TextEncoder) -> Path:
+    """Embed every non-empty line of ``captions`` and write ``out`` (written to a temporary file,
+    then renamed).
+
+    Args:
+        captions: a text file, one caption per line (Windows line endings are fine).
+        out: the HDF5 file to write.
+        encoder: the text encoder.
+    """
+    import h5py
+
+    path = Path(captions)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected a text file, one caption per line")
+    lines = [line.strip() for line in read_lines(path)]
+    if not lines:
+        raise ValueError(f"{path}: no captions")
+    emb = np.asarray(encoder.encode(lines), dtype=np.float32)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("captions", data=np.array(lines, dtype=object),
+                             dtype=h5py.string_dtype())  # fmt: skip
+            f.create_dataset("embeddings", data=emb)
+            f.attrs["encoder"] = json.dumps(encoder.spec())
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def embed_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="t2igan embed", description="Embed captions (one per line) into an HDF5 file."
+    )
+    parser.add_argument("--captions", required=True, help="text file, one caption per line")
+    parser.add_argument("--out", required=True, help="HDF5 file to write")
+    parser.add_argument("--text-encoder", default="t2igan.data.SentenceTransformerEncoder",
+                        help="class path of the text encoder")  # fmt: skip
+    parser.add_argument("--init-args", default="{}", help="its arguments, as JSON")
+    a = parser.parse_args(argv)
+    encoder = encoder_from_spec({"class_path": a.text_encoder,
+                                 "init_args": json.loads(a.init_args)})  # fmt: skip
+    try:
+        out = embed_file(a.captions, a.out, encoder)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"t2igan embed: {err}") from None
+    print(f"wrote {out} ({encoder.dim}-d, {encoder.spec()['class_path']})")

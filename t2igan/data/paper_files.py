@@ -1,0 +1,254 @@
+"""The papers' preprocessed files, so that existing downloads keep working.
+
+* StackGAN / AttnGAN (Zhang et al. 2017, arXiv:1612.03242): ``{train,test}/filenames.pickle``
+  (image keys such as ``001.Black_footed_Albatross/Black_Footed_Albatross_0046_18``),
+  ``class_info.pickle`` (1-based class ids) and ``char-CNN-RNN-embeddings.pickle`` ((N, 10, 1024)).
+  They are Python 2 pickles: read with ``encoding="latin1"``.
+* Reed et al. icml2016 (arXiv:1605.05396): one Torch7 ``.t7`` table per image,
+  ``<class>/<image>.t7``, with ``img`` (relative path), ``txt`` (10 x 1024 caption embeddings) and
+  ``char`` (201 x 10 bytes, the 10 captions as 1-based indices into :data:`REED_ALPHABET`), read
+  with the pure-Python ``torchfile`` package.
+* The ``birds.hdf5`` / ``flowers.hdf5`` files of the most used PyTorch port of GAN-INT-CLS
+  (aelnouby/Text-to-Image-Synthesis): groups ``train`` / ``valid`` / ``test`` of examples
+  ``<image>_<k>`` with ``name``, ``img`` (JPEG bytes), ``embeddings`` (1024), ``class`` and
+  ``txt`` (one caption each): read by :class:`PortHDF5Reader`.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from t2igan.data.contract import Split
+from t2igan.data.files import MissingDataError
+from t2igan.data.text import TextEncoder
+
+#: The characters of Reed's char-CNN-RNN; index k (1-based) in ``char`` is character k - 1.
+REED_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/\\|_@#$%^&*~`+-=<>()[]{} "
+STACKGAN_EMB = "char-CNN-RNN-embeddings.pickle"
+
+
+def read_pickle(path: str | Path):
+    """Load a StackGAN/AttnGAN pickle (Python 2 protocol: ``encoding="latin1"``)."""
+    with open(path, "rb") as f:
+        try:
+            return pickle.load(f, encoding="latin1")
+        except (pickle.UnpicklingError, EOFError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable pickle ({err})") from err
+
+
+def stackgan_split(folder: str | Path, split: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """StackGAN's ``folder/split/`` files: (image keys, 1-based class ids, (N, 10, D) embeddings).
+
+    A count mismatch between the three files is an error: the embeddings would be misaligned.
+    """
+    base = Path(folder) / split
+    for name in ("filenames.pickle", STACKGAN_EMB):
+        if not (base / name).exists():
+            raise MissingDataError(
+                f"{base / name} not found: expected StackGAN's {split} files (filenames.pickle, "
+                f"class_info.pickle, {STACKGAN_EMB}) from the authors' README."
+            )
+    names = [str(n) for n in read_pickle(base / "filenames.pickle")]
+    emb = np.asarray(read_pickle(base / STACKGAN_EMB), dtype=np.float32)
+    if emb.ndim == 2:  # some copies store one embedding per image
+        emb = emb[:, None]
+    if emb.ndim != 3 or len(emb) != len(names):
+        raise ValueError(f"{base / STACKGAN_EMB}: embeddings of shape {emb.shape} for "
+                         f"{len(names)} names in filenames.pickle")  # fmt: skip
+    classes = np.zeros(len(names), dtype=int)
+    if (base / "class_info.pickle").exists():
+        # numpy.int64 scalars in train, plain int in test
+        classes = np.array([int(c) for c in read_pickle(base / "class_info.pickle")])
+        if len(classes) != len(names):
+            raise ValueError(f"{base / 'class_info.pickle'}: {len(classes)} classes for "
+                             f"{len(names)} names")  # fmt: skip
+    return names, classes, emb
+
+
+def decode_reed_chars(char: np.ndarray) -> list[str]:
+    """Reed's ``char`` tensor (length x captions, 1-based indices, 0 = padding) -> captions."""
+    char = np.asarray(char)
+    out = []
+    for column in char.T:
+        text = "".join(REED_ALPHABET[int(c) - 1] for c in column if 0 < c <= len(REED_ALPHABET))
+        out.append(text.strip())
+    return out
+
+
+def read_reed_t7(path: str | Path) -> dict:
+    """One of Reed's per-image ``.t7`` tables as ``{"img": str, "txt": (C, D), "captions": [...]}``."""
+    import torchfile
+
+    try:
+        table = torchfile.load(str(path), utf8_decode_strings=True)
+    except Exception as err:  # torchfile raises bare exceptions on malformed files
+        raise ValueError(f"{path}: not a readable Torch7 file ({err})") from err
+    if "txt" not in table:
+        raise ValueError(f"{path}: no 'txt' embeddings in this Torch7 table")
+    txt = np.asarray(table["txt"], dtype=np.float32)
+    out = {"img": str(table.get("img", "")), "txt": txt.reshape(-1, txt.shape[-1])}
+    if "char" in table:
+        out["captions"] = decode_reed_chars(table["char"])
+    return out
+
+
+def embeddings_for(folder: str | Path, keys: list[str], split: str) -> list[np.ndarray]:
+    """The papers' caption embeddings for the images ``keys`` (``<class>/<image>``, no suffix).
+
+    Args:
+        folder: a StackGAN folder (``{train,test}/char-CNN-RNN-embeddings.pickle``) or a folder of
+            Reed's ``<class>/<image>.t7`` files.
+        keys: the images, in the order wanted.
+        split: ``train`` or ``test``, the StackGAN sub-folder to read.
+    """
+    folder = Path(folder)
+    if (folder / split / STACKGAN_EMB).exists():
+        names, _, emb = stackgan_split(folder, split)
+        row = {n: i for i, n in enumerate(names)}
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise ValueError(f"{len(missing)} images have no embedding in "
+                             f"{folder / split / STACKGAN_EMB}, e.g. {missing[0]}")  # fmt: skip
+        return [emb[row[k]] for k in keys]
+    if folder.is_dir() and next(folder.glob("*/*.t7"), None) is not None:
+        out = []
+        for k in keys:
+            path = folder / f"{k}.t7"
+            if not path.exists():
+                raise MissingDataError(f"{path} not found: no Reed .t7 embeddings for image {k}")
+            out.append(read_reed_t7(path)["txt"])
+        return out
+    raise MissingDataError(
+        f"{folder}: expected the papers' caption embeddings there, either StackGAN's "
+        f"{split}/{STACKGAN_EMB} or Reed's <class>/<image>.t7 files"
+    )
+
+
+def embeddings_dim(folder: str | Path) -> int:
+    """Size of the papers' embeddings in ``folder`` (read cheaply from one file)."""
+    folder = Path(folder)
+    for split in ("test", "train"):
+        if (folder / split / STACKGAN_EMB).exists():
+            return int(np.asarray(read_pickle(folder / split / STACKGAN_EMB)[0]).shape[-1])
+    first = next(folder.glob("*/*.t7"), None) if folder.is_dir() else None
+    if first is not None:
+        return int(read_reed_t7(first)["txt"].shape[-1])
+    if folder.suffix in (".h5", ".hdf5") and folder.exists():
+        return PortHDF5Reader(folder).dim
+    raise MissingDataError(f"{folder}: no StackGAN pickles, Reed .t7 files or port HDF5 file")
+
+
+class EncodedImages(Sequence):
+    """Images kept as encoded bytes (JPEG, PNG), decoded to (H, W, 3) uint8 RGB on access."""
+
+    def __init__(self, blobs: list[bytes], names: list[str]):
+        self.blobs, self.names = blobs, names
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def __getitem__(self, i):
+        try:
+            with Image.open(io.BytesIO(self.blobs[i])) as img:
+                return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except OSError as err:
+            raise ValueError(f"image {self.names[i]}: cannot decode its bytes ({err})") from err
+
+
+class PortHDF5Reader:
+    """Reader for the ``birds.hdf5`` / ``flowers.hdf5`` files of aelnouby's PyTorch port.
+
+    Each image appears as up to five examples ``<image>_<k>``, one caption and its 1024-d
+    embedding each; they are merged back into one image with its captions and embeddings.
+
+    Args:
+        path: the ``.hdf5`` file.
+    """
+
+    name = "port-hdf5"
+    SPLITS = {"train": "train", "val": "valid", "test": "test"}
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise MissingDataError(f"{self.path} not found: expected a birds.hdf5/flowers.hdf5 "
+                                   "file of the PyTorch port of GAN-INT-CLS")  # fmt: skip
+
+    @property
+    def dim(self) -> int:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            group = f[next(iter(f))]
+            return int(group[next(iter(group))]["embeddings"].shape[-1])
+
+    def load(self, split: str) -> Split:
+        import h5py
+
+        images, captions, emb, classes, names = {}, {}, {}, {}, []
+        with h5py.File(self.path, "r") as f:
+            if self.SPLITS[split] not in f:
+                raise ValueError(f"{self.path}: no group {self.SPLITS[split]!r} (has {list(f)})")
+            for key, ex in f[self.SPLITS[split]].items():
+                name = _text(ex["name"][()]) if "name" in ex else key.rsplit("_", 1)[0]
+                if name not in images:
+                    names.append(name)
+                    images[name] = np.asarray(ex["img"][()]).tobytes()
+                    captions[name], emb[name] = [], []
+                    classes[name] = _text(ex["class"][()])
+                captions[name].append(_text(ex["txt"][()]).strip())
+                emb[name].append(np.asarray(ex["embeddings"][()], dtype=np.float32))
+        return Split(
+            images=EncodedImages([images[n] for n in names], names),
+            captions=[captions[n] for n in names],
+            labels=np.array([_class_id(classes[n]) for n in names]),
+            names=names,
+            caption_emb=[np.stack(emb[n]) for n in names],
+        )
+
+
+def _text(value) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _class_id(name: str) -> int:
+    """0-based class from ``001.Black_footed_Albatross`` or ``class_00001``."""
+    match = re.search(r"\d+", name)
+    if match is None:
+        raise ValueError(f"cannot read a class number from {name!r}")
+    return int(match.group()) - 1
+
+
+class PrecomputedEncoder(TextEncoder):
+    """Stands for the papers' precomputed caption embeddings (char-CNN-RNN), whose encoder is not
+    available: it knows their size, and refuses to embed new captions with a clear message.
+
+    Args:
+        source: the embedding files the run was trained with.
+        dim: size of one embedding.
+    """
+
+    def __init__(self, source: str, dim: int) -> None:
+        self.init_args = {"source": source, "dim": dim}
+        self.source = source
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, captions: list[str]) -> np.ndarray:
+        raise RuntimeError(
+            f"this run used the papers' precomputed caption embeddings ({self.source}); their "
+            "char-CNN-RNN encoder is not available, so new captions cannot be embedded. Train "
+            "with a t2igan text encoder (--data.text_encoder) to generate from any caption."
+        )

@@ -1,0 +1,208 @@
+"""Small, format-faithful fixtures of the real datasets' on-disk layouts, written by the tests."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from t2igan.data.contract import CUB_PARTS
+
+#: Image sizes (w, h) cycled over the fixture images: not square, not all alike.
+SIZES = ((80, 60), (64, 96), (100, 70))
+
+
+def _image(path: Path, size: tuple[int, int], seed: int, mode: str = "RGB") -> None:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    if mode != "RGB":
+        img = img.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, "JPEG")
+
+
+def make_cub(root: Path, classes=(1, 2, 4, 7), per_class: int = 3, crlf: bool = False,
+             captions: int = 10) -> Path:  # fmt: skip
+    """A CUB_200_2011 folder (plus ``text_c10`` beside it, the StackGAN layout) with
+    ``per_class`` images of each class id in ``classes``. Image ids run in a shuffled name
+    order (images.txt is not sorted by name); image k has box (5, 6, w/2, h/2) and its left
+    wing at (10, 20), right wing invisible. Class 1 and 4 are StackGAN test classes."""
+    cub = root / "CUB_200_2011"
+    rows, n = [], 0
+    for c in classes:
+        for j in range(per_class):
+            n += 1
+            rows.append((c, f"{c:03d}.Bird_{c}/Bird_{c}_{j:04d}_{100 + n}"))
+    order = np.random.default_rng(0).permutation(len(rows))
+    rows = [rows[i] for i in order]
+    eol = "\r\n" if crlf else "\n"
+
+    def write(rel: str, lines: list[str]) -> None:
+        path = cub / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(eol.join(lines + [""]).encode())
+
+    images, labels, split, boxes, locs = [], [], [], [], []
+    for i, (c, key) in enumerate(rows, 1):
+        w, h = SIZES[i % len(SIZES)]
+        mode = "L" if i == 2 else "CMYK" if i == 3 else "RGB"
+        _image(cub / "images" / f"{key}.jpg", (w, h), i, mode)
+        images.append(f"{i} {key}.jpg")
+        labels.append(f"{i} {c}")
+        split.append(f"{i} {i % 2}")
+        boxes.append(f"{i} 5.0 6.0 {w / 2} {h / 2}")
+        for p, name in enumerate(CUB_PARTS, 1):
+            xy, vis = ("10.0 20.0", 1) if name == "left wing" else ("0.0 0.0", 0)
+            if name == "beak":
+                xy, vis = (f"{w - 1}.0 {h - 1}.0", 1)
+            locs.append(f"{i} {p} {xy} {vis}")
+        text = root / "text_c10" / f"{key}.txt"
+        text.parent.mkdir(parents=True, exist_ok=True)
+        text.write_bytes(eol.join(f"caption {k} of image {key}." for k in range(captions)).encode())
+    write("images.txt", images)
+    write("classes.txt", [f"{c} {c:03d}.Bird_{c}" for c in sorted(set(classes))])
+    write("image_class_labels.txt", labels)
+    write("train_test_split.txt", split)
+    write("bounding_boxes.txt", boxes)
+    write("parts/parts.txt", [f"{p} {name}" for p, name in enumerate(CUB_PARTS, 1)])
+    write("parts/part_locs.txt", locs)
+    return cub
+
+
+def cub_keys(cub: Path) -> list[str]:
+    """Image keys of a fixture in images.txt order."""
+    lines = (cub / "images.txt").read_text().split()
+    return [s.rsplit(".", 1)[0] for s in lines[1::2]]
+
+
+def make_flowers(root: Path, labels=(1, 1, 5, 5, 2, 10, 3, 3)) -> Path:
+    """An Oxford-102 folder: image i+1 has label labels[i], setid puts images in all three sets."""
+    from scipy.io import savemat
+
+    flowers = root / "flowers"
+    for i, label in enumerate(labels, 1):
+        _image(flowers / "jpg" / f"image_{i:05d}.jpg", SIZES[i % 3], i)
+        text = flowers / "text_c10" / f"class_{label:05d}" / f"image_{i:05d}.txt"
+        text.parent.mkdir(parents=True, exist_ok=True)
+        text.write_text("".join(f"flower {i} caption {k}.\n" for k in range(10)))
+    n = len(labels)
+    savemat(flowers / "imagelabels.mat", {"labels": np.array([labels], dtype=np.uint8)})
+    ids = np.arange(1, n + 1, dtype=np.uint16)
+    savemat(flowers / "setid.mat", {"trnid": ids[None, 0::3], "valid": ids[None, 1::3],
+                                    "tstid": ids[None, 2::3]})  # fmt: skip
+    return flowers
+
+
+def write_stackgan(folder: Path, split: str, keys: list[str], classes: list[int], dim: int = 8,
+                   count: int | None = None) -> np.ndarray:  # fmt: skip
+    """StackGAN's ``split/`` pickles (protocol 0, as the Python 2 originals): embeddings row r
+    is filled with r + k / 10 for caption k. ``count`` writes a wrong number of rows."""
+    base = folder / split
+    base.mkdir(parents=True, exist_ok=True)
+    n = len(keys) if count is None else count
+    emb = np.arange(n, dtype=np.float32)[:, None, None] + np.arange(10)[None, :, None] / 10
+    emb = np.broadcast_to(emb, (n, 10, dim)).astype(np.float32)
+    for name, obj in (("filenames.pickle", list(keys)), ("class_info.pickle", list(classes)),
+                      ("char-CNN-RNN-embeddings.pickle", emb)):  # fmt: skip
+        with open(base / name, "wb") as f:
+            pickle.dump(obj, f, protocol=0 if name != "char-CNN-RNN-embeddings.pickle" else 2)
+    return emb
+
+
+# --- a minimal Torch7 serialiser (the format torchfile reads), for Reed's .t7 fixtures --------
+
+
+class _T7Writer:
+    def __init__(self, f):
+        self.f, self.index = f, 0
+
+    def int(self, v):
+        self.f.write(struct.pack("<i", v))
+
+    def long(self, v):
+        self.f.write(struct.pack("<q", v))
+
+    def string(self, s: str):
+        b = s.encode()
+        self.int(len(b))
+        self.f.write(b)
+
+    def obj(self, v):
+        if isinstance(v, str):
+            self.int(2)
+            self.string(v)
+        elif isinstance(v, dict):
+            self.int(3)
+            self.index += 1
+            self.int(self.index)
+            self.int(len(v))
+            for k, x in v.items():
+                self.obj(k)
+                self.obj(x)
+        elif isinstance(v, np.ndarray):
+            kind, fmt = ("Float", "f") if v.dtype == np.float32 else ("Byte", "B")
+            self.int(4)
+            self.index += 1
+            self.int(self.index)
+            self.string("V 1")
+            self.string(f"torch.{kind}Tensor")
+            self.int(v.ndim)
+            for s in v.shape:
+                self.long(s)
+            for s in np.array(v.strides) // v.itemsize:
+                self.long(int(s))
+            self.long(1)  # storage offset, 1-based
+            self.int(4)
+            self.index += 1
+            self.int(self.index)
+            self.string("V 1")
+            self.string(f"torch.{kind}Storage")
+            self.long(v.size)
+            self.f.write(struct.pack(f"<{v.size}{fmt}", *v.reshape(-1).tolist()))
+        else:
+            raise TypeError(type(v))
+
+
+def write_reed_t7(path: Path, img: str, txt: np.ndarray, captions: list[str]) -> None:
+    """One of Reed's per-image tables: ``img``, ``txt`` (C, D) and ``char`` (201, C) bytes."""
+    from t2igan.data.paper_files import REED_ALPHABET
+
+    char = np.zeros((201, len(captions)), dtype=np.uint8)
+    for j, text in enumerate(captions):
+        for i, ch in enumerate(text[:201]):
+            char[i, j] = REED_ALPHABET.index(ch) + 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        _T7Writer(f).obj({"img": img, "txt": txt.astype(np.float32), "char": char})
+
+
+def write_port_hdf5(path: Path, images: dict[str, tuple[str, list[str]]], dim: int = 8) -> None:
+    """aelnouby's layout: split ``train``/``valid``/``test`` groups of ``<name>_<k>`` examples.
+    ``images``: name -> (class, captions); all go to ``train`` except names starting 'v'."""
+    import io
+
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for n, (name, (cls, caps)) in enumerate(images.items()):
+            buf = io.BytesIO()
+            Image.fromarray(np.full((30, 40, 3), 10 * n, np.uint8)).save(buf, "JPEG")
+            split = "valid" if name.startswith("v") else "train"
+            for k, cap in enumerate(caps):
+                g = f.create_group(f"{split}/{name}_{k}")
+                g.create_dataset("name", data=name)
+                g.create_dataset("img", data=np.void(buf.getvalue()))
+                g.create_dataset("embeddings", data=np.full(dim, n + k / 10, np.float32))
+                g.create_dataset("class", data=cls)
+                g.create_dataset("txt", data=cap)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

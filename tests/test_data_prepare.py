@@ -1,0 +1,163 @@
+"""``t2igan prepare`` / ``embed``, the HDF5 cache, and the data module on real-dataset readers."""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from t2igan.cli import SUBCOMMANDS
+from t2igan.data import HashingEncoder, T2IDataModule
+from t2igan.data import prepare as cache
+from t2igan.data.cub import CUBReader
+from t2igan.data.embed import embed_file
+
+from .data_fixtures import make_cub
+
+
+def _dm(root, cub, **kwargs) -> T2IDataModule:
+    args = dict(dataset="cub", root=str(root), source=str(cub), image_size=32, load_size=38,
+                batch_size=4, text_encoder=HashingEncoder(dim=16))  # fmt: skip
+    args.update(kwargs)
+    return T2IDataModule(**args)
+
+
+@pytest.fixture
+def cub(tmp_path):
+    return make_cub(tmp_path / "raw")
+
+
+def test_cache_holds_what_the_reader_read(tmp_path, cub):
+    path = cache.prepare("cub", tmp_path, cub, load_size=38, text_encoder=HashingEncoder(16))
+    assert path.parent == tmp_path / "cub" and not list(path.parent.glob("*.tmp"))
+    raw = CUBReader(cub).load("train")
+    cached = cache.CachedReader(path).load("train")
+    assert cached.names == raw.names and cached.captions == raw.captions
+    np.testing.assert_array_equal(cached.labels, raw.labels)
+    np.testing.assert_array_equal(cached.boxes, raw.boxes)
+    np.testing.assert_array_equal(cached.keypoints, raw.keypoints)
+    assert cached.part_names == raw.part_names
+    np.testing.assert_array_equal(cached.images[2], raw.images.resized(38)[2])
+    with h5py.File(path) as f:
+        manifest = cache.CachedReader(path).manifest
+        assert f["val"] == f["test"]  # the class split has no val set: a link, stored once
+    assert manifest["load_size"] == 38 and manifest["options"]["split"] == "class"
+    assert str((cub / "bounding_boxes.txt").resolve()) in manifest["checksums"]
+    assert list(manifest["encoders"].values())[0]["init_args"]["dim"] == 16
+
+
+def test_datamodule_uses_an_up_to_date_cache(tmp_path, cub, caplog, monkeypatch):
+    caplog.set_level(logging.INFO)
+    dm = _dm(tmp_path, cub)
+    assert dm._cached() is None
+    assert f"t2igan prepare --dataset cub --root {tmp_path} --source {cub}" in caplog.text
+    SUBCOMMANDS["prepare"](["--dataset", "cub", "--root", str(tmp_path), "--source", str(cub),
+                            "--load-size", "38", "--text-encoder",
+                            "t2igan.data.HashingEncoder"])  # fmt: skip
+    encoded = []
+    monkeypatch.setattr(HashingEncoder, "encode", lambda self, captions: encoded.append(captions))
+    dm = _dm(tmp_path, cub, text_encoder=HashingEncoder())  # as prepared: stored embeddings
+    dm.setup("fit")
+    assert isinstance(dm._cache, cache.CachedReader) and not encoded
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].shape == (4, 3, 32, 32) and batch["keypoints"].shape == (4, 15, 3)
+    assert batch["text_emb"].shape == (4, 256)
+
+
+def test_stale_cache_is_not_used(tmp_path, cub, caplog):
+    cache.prepare("cub", tmp_path, cub, load_size=38)
+    boxes = cub / "bounding_boxes.txt"
+    boxes.write_text(boxes.read_text().replace(" 5.0 6.0 ", " 4.0 6.0 ", 1))
+    dm = _dm(tmp_path, cub)
+    assert dm._cached() is None
+    assert "out of date" in caplog.text and "bounding_boxes.txt" in caplog.text
+    assert "--force" in caplog.text
+
+
+def test_interrupted_prepare_leaves_no_cache(tmp_path, cub, monkeypatch):
+    def broken(images, size):
+        class Broken:
+            def __len__(self):
+                return len(images)
+
+            def __getitem__(self, i):
+                if i == 2:
+                    raise KeyboardInterrupt
+                return images.resized(size)[i]
+
+        return Broken()
+
+    monkeypatch.setattr(cache, "_resized", broken)
+    with pytest.raises(KeyboardInterrupt):
+        cache.prepare("cub", tmp_path, cub, load_size=38)
+    assert not list((tmp_path / "cub").iterdir())
+
+
+def test_wrong_mode_shift_rolls_the_batch(tmp_path, cub):
+    dm = _dm(tmp_path, cub, wrong_mode="shift", use_cache=False)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert torch.equal(batch["wrong_images"], batch["images"].roll(1, 0))
+
+
+def test_one_random_caption(tmp_path, cub):
+    dm = _dm(tmp_path, cub, num_captions=1, use_cache=False)
+    dm.setup("fit")
+    ds = dm.datasets["train"]
+    item = ds[0]
+    k = ds.split.captions[0].index(item["captions"])
+    torch.testing.assert_close(item["text_emb"], ds.emb[0][k])
+
+
+def test_unknown_options_are_errors(tmp_path, cub):
+    with pytest.raises(ValueError, match="wrong_mode"):
+        _dm(tmp_path, cub, wrong_mode="random")
+    with pytest.raises(ValueError, match=r"does not take \['bbox_crop'\]"):
+        cache.canonical_options("flowers", {"bbox_crop": True})
+
+
+def test_embed_subcommand(tmp_path):
+    captions = tmp_path / "caps.txt"
+    captions.write_bytes(b"a red bird.\r\n\r\na small blue bird with a long tail.\r\n")
+    SUBCOMMANDS["embed"](["--captions", str(captions), "--out", str(tmp_path / "emb.h5"),
+                          "--text-encoder", "t2igan.data.HashingEncoder",
+                          "--init-args", '{"dim": 32}'])  # fmt: skip
+    with h5py.File(tmp_path / "emb.h5") as f:
+        assert list(f["captions"].asstr()[()]) == [
+            "a red bird.",
+            "a small blue bird with a long tail.",
+        ]
+        np.testing.assert_allclose(f["embeddings"][()], HashingEncoder(32).encode(
+            ["a red bird.", "a small blue bird with a long tail."]))  # fmt: skip
+        assert '"dim": 32' in f.attrs["encoder"]
+    with pytest.raises(FileNotFoundError, match="one caption per line"):
+        embed_file(tmp_path / "none.txt", tmp_path / "x.h5", HashingEncoder())
+
+
+def test_flowers_through_the_cache(tmp_path):
+    from .data_fixtures import make_flowers
+
+    flowers = make_flowers(tmp_path / "raw", (1, 1, 5, 5, 2, 10, 3, 3))
+    cache.prepare("flowers", tmp_path, flowers, load_size=20)
+    dm = T2IDataModule("flowers", root=str(tmp_path), source=str(flowers), image_size=16,
+                       load_size=20, batch_size=2, text_encoder=HashingEncoder(dim=8))  # fmt: skip
+    dm.setup("fit")
+    assert isinstance(dm._cache, cache.CachedReader)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].shape == (2, 3, 16, 16) and "boxes" not in batch
+    assert set(dm.datasets["val"].split.labels + 1) == {5, 10}
+
+
+def test_large_images_are_read_from_the_file(tmp_path, cub):
+    import pickle
+
+    path = cache.prepare("cub", tmp_path, cub, load_size=40)
+    in_memory = cache.CachedReader(path).load("train").images
+    lazy = cache.CachedReader(path, in_memory=False).load("train").images
+    assert isinstance(lazy, cache.H5Images) and len(lazy) == len(in_memory)
+    np.testing.assert_array_equal(lazy[3], in_memory[3])
+    copy = pickle.loads(pickle.dumps(lazy))  # as DataLoader workers receive it
+    np.testing.assert_array_equal(copy[1], in_memory[1])
