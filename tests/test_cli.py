@@ -14,6 +14,7 @@ from PIL import Image
 
 from t2igan.callbacks import SampleGrid
 from t2igan.cli import cli, generate_main
+from t2igan.data import HashingEncoder
 from t2igan.models import GANINTCLS
 
 from .conftest import ROOT, TINY_DATA, tiny_datamodule
@@ -28,10 +29,28 @@ def tiny_args(data_root, run_dir) -> list[str]:
     return [*TINY_DATA, "--data.root", str(data_root), "--trainer.default_root_dir", str(run_dir)]
 
 
+@pytest.fixture(scope="module")
+def tiny_gan_ckpt(data_root, tmp_path_factory) -> Path:
+    """A GAN-INT-CLS checkpoint matching TINY_DATA (32 px, 256-d hashing encoder)."""
+    dm = tiny_datamodule(data_root, text_encoder=HashingEncoder())
+    model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,
+                      text_encoder=dm.text_encoder_spec)  # fmt: skip
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    path = tmp_path_factory.mktemp("gan") / "gan.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.name)
-def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path):
+def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path, request):
+    extra = list(EXTRA_ARGS.get(config.name, []))
+    if config.name == "style_encoder.yaml":  # trains S for an existing GAN
+        gan = request.getfixturevalue("tiny_gan_ckpt")
+        extra += ["--model.init_args.generator_ckpt", str(gan), "--data.image_size", "32"]
     run = cli(["fit", "--config", str(config), *tiny_args(data_root, tmp_path),
-               "--trainer.fast_dev_run", "1", *EXTRA_ARGS.get(config.name, [])])  # fmt: skip
+               "--trainer.fast_dev_run", "1", *extra])  # fmt: skip
     assert run.trainer.state.finished and run.trainer.global_step > 0
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
 
@@ -42,6 +61,18 @@ def test_links_fill_model_from_data(data_root, tmp_path):
                "--trainer.fast_dev_run", "1"])  # fmt: skip
     assert run.model.hparams.image_size == 64 and run.model.hparams.text_dim == 256
     assert run.model.hparams.text_encoder["class_path"] == "t2igan.data.text.HashingEncoder"
+
+
+def test_validate_test_predict_subcommands(data_root, tmp_path):
+    args = [*tiny_args(data_root, tmp_path), "--model.init_args.ngf", "8", "--model.init_args.ndf",
+            "8", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+            "--trainer.limit_predict_batches", "1", "--trainer.logger", "false"]  # fmt: skip
+    config = ["--config", str(ROOT / "experiments/quickstart.yaml")]
+    assert "val/d_real" in cli(["validate", *config, *args]).trainer.callback_metrics
+    assert "test/caption_acc" in cli(["test", *config, *args]).trainer.callback_metrics
+    run = cli(["predict", *config, *args, "--return_predictions", "true"])
+    (pred,) = run.trainer.predict_loop.predictions
+    assert pred["images"].shape == (8, 3, 32, 32) and len(pred["captions"]) == 8
 
 
 def test_optimizer_flag_cannot_replace_the_two_gan_optimizers(data_root, tmp_path):
@@ -77,7 +108,7 @@ def test_resume_is_exact(data_root, tmp_path):
     L.seed_everything(0)
     t1 = _trainer(tmp_path / "b", 1)
     t1.fit(first, datamodule=dm)
-    fixed = t1.callbacks[1].fixed if isinstance(t1.callbacks[1], SampleGrid) else None
+    fixed = next(c for c in t1.callbacks if isinstance(c, SampleGrid)).fixed
     resumed = model()
     L.seed_everything(0)  # what the CLI does at start; the checkpoint's RNG states win
     t2 = _trainer(tmp_path / "b", 2)
@@ -108,7 +139,7 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
                    "--caption", "a yellow bird", "--num", "3", "--seed", "0", "--out", str(out)])  # fmt: skip
     singles = sorted(out.glob("c*_i*.png"))
     assert len(singles) == 6 and (out / "grid.png").exists()
-    assert Image.open(singles[0]).size == (32 + 4, 32 + 4)  # one image with grid padding
+    assert Image.open(singles[0]).size == (32, 32)
     assert "wrote 7 images" in capsys.readouterr().out
     # same seed, same pictures
     generate_main(["--ckpt", str(ckpt), "--caption", "a yellow bird", "--num", "3",

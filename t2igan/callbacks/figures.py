@@ -43,7 +43,7 @@ def save_and_log(trainer: L.Trainer, key: str, image: Image.Image, caption: str,
     path = run_dir(trainer) / key / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
-    tensor = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+    tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, tensor, trainer.current_epoch)

@@ -257,6 +257,10 @@ class T2IDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
+    def predict_dataloader(self) -> DataLoader:
+        """``t2igan predict`` draws images for the test split's captions."""
+        return self._loader("test")
+
     def caption_examples(self, split: str, n: int) -> dict:
         """``n`` fixed examples of ``split`` (spread over it) with one caption each.
 

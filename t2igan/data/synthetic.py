@@ -95,7 +95,8 @@ def caption(attrs: dict[str, str], template: int) -> str:
     """Fill caption template ``template`` with attribute words (``background`` as a phrase)."""
     words = dict(attrs)
     words["background"] = _BG_PHRASES[attrs["background"]]
-    text = _TEMPLATES[template][0].format(**words)
+    text = _TEMPLATES[template][0].format(**words).replace(" a orange", " an orange")
+    text = text.replace("a orange", "an orange") if text.startswith("a orange") else text
     return text[0].lower() + text[1:]
 
 
@@ -234,7 +235,11 @@ class SyntheticBirds:
     name = "synthetic"
 
     def __init__(
-        self, image_size: int = 64, num_images: int = 6000, num_eval_images: int = 512, seed: int = 0
+        self,
+        image_size: int = 64,
+        num_images: int = 6000,
+        num_eval_images: int = 512,
+        seed: int = 0,
     ) -> None:
         if not 16 <= image_size <= 512:
             raise ValueError(f"synthetic birds are drawn at 16..512 pixels, got {image_size}")

@@ -121,10 +121,9 @@ class SentenceTransformerEncoder(TextEncoder):
     @property
     def dim(self) -> int:
         model = self._load()
-        get_dim = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
-        )
-        return int(get_dim())
+        # sentence-transformers renamed the method; accept both spellings.
+        get_dim = getattr(model, "get_embedding_dimension", None)
+        return int(get_dim() if get_dim else model.get_sentence_embedding_dimension())
 
     def encode(self, captions: list[str]) -> np.ndarray:
         emb = self._load().encode(
@@ -159,7 +158,9 @@ class HashingEncoder(TextEncoder):
             words = re.findall(r"[a-z0-9]+", text.lower())
             for n in range(1, self.ngrams + 1):
                 for i in range(len(words) - n + 1):
-                    h = int.from_bytes(hashlib.md5(" ".join(words[i : i + n]).encode()).digest()[:8])
+                    h = int.from_bytes(
+                        hashlib.md5(" ".join(words[i : i + n]).encode()).digest()[:8]
+                    )
                     out[row, h % self._dim] += 1.0 if (h >> 63) & 1 else -1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-8)

@@ -24,6 +24,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from t2igan.nn import init_dcgan_weights
 
 
+def _numpy_state(state: dict | None = None):
+    """numpy's global RNG state as tensors and numbers (loadable with ``weights_only=True``),
+    or, given such a dict, back in numpy's form."""
+    if state is None:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
+    keys = state["keys"].numpy().astype(np.uint32)
+    return ("MT19937", keys, state["pos"], state["has_gauss"], state["cached"])
+
+
 class TextToImageGAN(L.LightningModule):
     """Base class; see the module docstring. Subclasses call :meth:`set_networks`."""
 
@@ -168,6 +179,11 @@ class TextToImageGAN(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """One sample per conditioning text: ``{"images", "captions", "index"}``."""
+        return {"images": self.sample(batch["text_emb"]), "captions": batch["captions"],
+                "index": batch["index"]}  # fmt: skip
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         cls = type(self)
         # The class (so `t2igan generate` can load any model) and the random-number states, so
@@ -176,7 +192,7 @@ class TextToImageGAN(L.LightningModule):
             "class_path": f"{cls.__module__}.{cls.__qualname__}",
             "rng": {
                 "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
+                "numpy": _numpy_state(),
                 "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
@@ -187,7 +203,7 @@ class TextToImageGAN(L.LightningModule):
         if rng is None or self._trainer is None:  # plain weight loading: leave the RNGs alone
             return
         torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
+        np.random.set_state(_numpy_state(rng["numpy"]))
         random.setstate(rng["python"])
         if rng["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
