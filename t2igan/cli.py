@@ -3,6 +3,7 @@
 t2igan fit --config experiments/quickstart.yaml
 t2igan fit --config experiments/quickstart.yaml --ckpt_path last      # resume exactly
 t2igan generate --ckpt RUN/checkpoints/last.ckpt --caption "a bird with a red body" --out out/
+t2igan generate --ckpt STYLE_RUN/checkpoints/last.ckpt --style-image bird.png --caption "..."
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch.cli import LightningCLI
 
 from t2igan.data import T2IDataModule
+from t2igan.data.download import download_main
+from t2igan.data.embed import embed_main
+from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
 from t2igan.models.base import TextToImageGAN
 
@@ -54,12 +59,39 @@ def load_model(ckpt: str | Path, device: str = "cpu") -> TextToImageGAN:
     return cls.load_from_checkpoint(ckpt, map_location=device).eval()
 
 
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """An image file as a (3, size, size) tensor in [-1, 1]: centre-cropped to a square, then
+    resized (how a query image for style transfer reaches the style encoder)."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
+
+
 def generate(
     ckpt: str, captions: list[str], num: int = 8, seed: int = 0, out: str = "out",
-    device: str = "cpu",
+    device: str = "cpu", style_images: list[str] | None = None, style_steps: int = 0,
 ) -> list[Path]:  # fmt: skip
-    """Write ``num`` images per caption (``out/grid.png`` and ``out/cCC_iII.png``); returns the
-    paths written. Captions are embedded with the encoder recorded in the checkpoint."""
+    """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
+    caption); returns the paths written, the grid first. Captions are embedded with the encoder
+    recorded in the checkpoint.
+
+    Args:
+        ckpt: checkpoint of a t2igan run.
+        captions: one grid row each.
+        num: images per caption (random styles: the same noise in every row).
+        seed: seed of the noise.
+        out: output folder.
+        device: torch device.
+        style_images: style transfer (Reed et al. 2016, Section 4.4; needs a style-encoder
+            checkpoint): s = S(x) for each image x, then x_hat = G(s, phi(t)). The grid's first
+            row shows the query images, then one row per caption (the paper's Figure 6).
+        style_steps: with two ``style_images``, interpolate their styles in this many steps
+            along each row instead, ``G((1 - a) S(x1) + a S(x2), phi(t))``.
+    """
     from t2igan.callbacks.figures import labelled_grid
 
     model = load_model(ckpt, device)
@@ -67,15 +99,42 @@ def generate(
     if spec is None:
         raise ValueError(f"{ckpt} does not record its text encoder; cannot embed new captions")
     text = torch.from_numpy(encoder_from_spec(spec).encode(captions))
-    g = torch.Generator().manual_seed(seed)
-    noise = model.sample_noise(num, generator=g).repeat(len(captions), 1)  # same noise per row
-    images = model.sample(text.repeat_interleave(num, 0), noise)
+    top, labels = None, list(captions)
+    if style_images:
+        if not hasattr(model, "encode_style"):
+            raise ValueError(
+                f"{ckpt} has no style encoder: train one on this GAN with "
+                "`t2igan fit --config experiments/style_encoder.yaml "
+                f"--model.init_args.generator_ckpt {ckpt}` and pass its checkpoint"
+            )
+        queries = torch.stack([load_image(p, model.image_size) for p in style_images])
+        styles = model.encode_style(queries)  # (Q, z_dim)
+        top = queries
+        labels.insert(0, "query images")
+        if style_steps:
+            if len(style_images) != 2 or style_steps < 2:
+                raise ValueError(
+                    "style interpolation takes two --style-image and --style-steps >= 2"
+                )
+            a = torch.linspace(0, 1, style_steps, device=styles.device)[:, None]
+            styles = (1 - a) * styles[0] + a * styles[1]  # (K, z_dim)
+            blank = torch.ones(style_steps - 2, *queries.shape[1:])  # white between the two
+            top = torch.cat([queries[:1], blank, queries[1:]])
+            labels[0] = "style images (left to right)"
+        noise = styles
+    else:
+        g = torch.Generator().manual_seed(seed)
+        noise = model.sample_noise(num, generator=g)
+    cols = len(noise)
+    # (rows * cols) images: the same noise (style) in every row, one caption per row
+    images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(len(captions), 1))
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "grid.png"]
-    labelled_grid(images, num, captions).save(paths[0])
+    grid = images if top is None else torch.cat([top.to(images), images])
+    labelled_grid(grid, cols, labels).save(paths[0])
     for k, img in enumerate(images):
-        path = out_dir / f"c{k // num:02d}_i{k % num:02d}.png"
+        path = out_dir / f"c{k // cols:02d}_i{k % cols:02d}.png"
         labelled_grid(img[None], 1).save(path)
         paths.append(path)
     return paths
@@ -92,14 +151,30 @@ def generate_main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--out", default="out", help="output folder")
     parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--style-image", action="append", default=None,
+                        help="style transfer (style-encoder checkpoint): draw each caption in "
+                        "this image's style; repeat for several (one column each)")  # fmt: skip
+    parser.add_argument("--style-steps", type=int, default=0,
+                        help="with two --style-image: interpolate between their styles in this "
+                        "many steps")  # fmt: skip
     a = parser.parse_args(argv)
-    paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device)
+    paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device, a.style_image,
+                     a.style_steps)  # fmt: skip
     print(f"wrote {len(paths)} images to {Path(a.out)}/ (grid: {paths[0]})")
 
 
+#: Subcommands beside LightningCLI's fit / validate / test / predict: name -> main(argv).
+SUBCOMMANDS = {
+    "generate": generate_main,
+    "prepare": prepare_main,
+    "download": download_main,
+    "embed": embed_main,
+}
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "generate":
-        generate_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        SUBCOMMANDS[sys.argv[1]](sys.argv[2:])
     else:
         cli()
 

@@ -1,6 +1,21 @@
 """Callbacks: figures and evaluation, talking to models only through their sampling interface."""
 
 from t2igan.callbacks.caption_consistency import CaptionConsistency
+from t2igan.callbacks.interpolation import (
+    CaptionInterpolation,
+    NoiseInterpolation,
+    StyleTransferGrid,
+)
+from t2igan.callbacks.run_config import LogRunConfig
 from t2igan.callbacks.samples import SampleGrid
+from t2igan.callbacks.stages import StageSamples
 
-__all__ = ["CaptionConsistency", "SampleGrid"]
+__all__ = [
+    "CaptionConsistency",
+    "CaptionInterpolation",
+    "LogRunConfig",
+    "NoiseInterpolation",
+    "SampleGrid",
+    "StageSamples",
+    "StyleTransferGrid",
+]

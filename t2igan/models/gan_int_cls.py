@@ -11,18 +11,27 @@ halved every 100 epochs. The defaults follow the code; ``ngf=128, ndf=64, text_d
 the authors' CUB network exactly.
 
 One class covers the four variants by flags: GAN (``cls_weight=0, interp_weight=0``), GAN-CLS
-(``interp_weight=0``), GAN-INT (``cls_weight=0``) and GAN-INT-CLS (the defaults).
+(``interp_weight=0``), GAN-INT (``cls_weight=0``) and GAN-INT-CLS (the defaults); GAN-INT can also
+extrapolate beyond the two captions (the authors' ``interp_type=2``).
+
+Section 4.4's style encoder, which the authors did not release, is :class:`StyleEncoder` (the
+network S) and :class:`StyleEncoderGAN` (S trained with a frozen, trained GAN on
+``L_style = E ||z - S(G(z, phi(t)))||^2``; style transfer ``G(S(x), phi(t))``).
 """
 
 from __future__ import annotations
 
+import contextvars
+import importlib
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from t2igan.losses import d_loss_matching_aware, g_loss_nonsaturating
 from t2igan.models.base import TextToImageGAN
+from t2igan.nn import init_dcgan_weights
 
 
 def _levels(image_size: int) -> int:
@@ -129,11 +138,30 @@ class Discriminator(nn.Module):
         return self.head(torch.cat([feat, text], 1)).flatten()  # (B,)
 
 
-def interpolate_text(text_emb: torch.Tensor, beta: float) -> torch.Tensor:
+def interpolate_text(
+    text_emb: torch.Tensor,
+    beta: float,
+    extrapolate: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """GAN-INT text: ``beta * t1 + (1 - beta) * t2`` pairing the first half of the batch with
-    the second half, as the authors' code does (B -> B // 2 embeddings)."""
+    the second half, as the authors' code does (B -> B // 2 embeddings).
+
+    Args:
+        text_emb: (B, D) text embeddings of one batch.
+        beta: weight of the first half (paper: 0.5).
+        extrapolate: the authors' ``interp_type=2``: also add ``alpha * (t2 - t1)`` with
+            ``alpha ~ U(-1, 1)`` drawn per pair, so the effective beta ranges over
+            ``[beta - 1, beta + 1]`` and leaves the segment between the two captions.
+        generator: random-number generator for ``alpha`` (None: the global one).
+    """
     h = len(text_emb) // 2
-    return beta * text_emb[:h] + (1 - beta) * text_emb[h : 2 * h]
+    t1, t2 = text_emb[:h], text_emb[h : 2 * h]
+    out = beta * t1 + (1 - beta) * t2
+    if extrapolate:
+        alpha = torch.rand(h, 1, generator=generator).to(text_emb) * 2 - 1  # (B/2, 1)
+        out = out + alpha * (t2 - t1)
+    return out
 
 
 class GANINTCLS(TextToImageGAN):
@@ -150,6 +178,9 @@ class GANINTCLS(TextToImageGAN):
             ``1 - cls_weight``. 0.5 = GAN-CLS; 0 = no matching-aware term.
         interp_weight: weight of the GAN-INT term in G's loss (authors' scripts: 1.0); 0 = off.
         interp_beta: beta of the interpolated text ``beta * t1 + (1 - beta) * t2`` (paper: 0.5).
+        interp_extrapolate: also add ``alpha * (t2 - t1)``, ``alpha ~ U(-1, 1)`` per pair (the
+            authors' ``interp_type=2``, unused by their scripts), so GAN-INT also trains on
+            texts beyond the two captions (effective beta in ``[beta - 1, beta + 1]``).
         lr: Adam learning rate for G and D.
         beta1: Adam beta1.
         beta2: Adam beta2.
@@ -171,6 +202,7 @@ class GANINTCLS(TextToImageGAN):
         cls_weight: float = 0.5,
         interp_weight: float = 1.0,
         interp_beta: float = 0.5,
+        interp_extrapolate: bool = False,
         lr: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
@@ -213,10 +245,203 @@ class GANINTCLS(TextToImageGAN):
         weight = torch.ones(len(text), device=text.device)
         if self.hparams.interp_weight > 0:
             # GAN-INT: fresh noise for B real + B/2 interpolated texts; D never sees the latter.
-            interp = interpolate_text(text, self.hparams.interp_beta)
+            interp = interpolate_text(
+                text, self.hparams.interp_beta, self.hparams.interp_extrapolate
+            )
             text = torch.cat([text, interp])
             weight = torch.cat(
                 [weight, weight.new_full((len(interp),), self.hparams.interp_weight)]
             )
         fake_logits = self.discriminator(self.generator(self.sample_noise(len(text)), text), text)
         return g_loss_nonsaturating(fake_logits, weight), {}
+
+
+# ----------------------------------------------------------------------------- style encoder
+class StyleEncoder(nn.Module):
+    """S(x) -> z: the style encoder of Section 4.4, a ConvNet that inverts G.
+
+    The paper gives no architecture (and the authors' code has no S), so this follows the
+    suggested spec (architectures.md 1.9): D's image trunk down to 4x4, flattened, then one
+    linear layer to ``z_dim``. It sees no text: whatever the caption does not fix is what S must
+    read from the image.
+
+    Args:
+        z_dim: noise size of the generator to invert.
+        ndf: width of the first convolution.
+        image_size: input side (a power of two >= 32).
+    """
+
+    def __init__(self, z_dim: int = 100, ndf: int = 64, image_size: int = 64) -> None:
+        super().__init__()
+        self.trunk = image_trunk(image_size, ndf)
+        c = ndf * 2 ** (_levels(image_size) - 1)
+        self.fc = nn.Linear(c * 16, z_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.trunk(images).flatten(1))  # (B, C, 4, 4) -> (B, C * 16) -> (B, z)
+
+
+def style_loss(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
+    """L_style = E ||z - S(G(z, phi(t)))||^2: squared L2 norm per sample, mean over the batch."""
+    return (z - z_hat).pow(2).sum(1).mean()
+
+
+def _build_gan(class_path: str, init_args: dict) -> TextToImageGAN:
+    module, _, name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, TextToImageGAN)):
+        raise ValueError(f"{class_path} is not a t2igan model (TextToImageGAN subclass)")
+    # Built in an empty context: under LightningCLI, Lightning hands the *outer* model's config
+    # to every save_hyperparameters() call made while it is constructed (through a context
+    # variable), which would give the inner GAN the wrong hparams (and drop its EMA).
+    return contextvars.Context().run(cls, **init_args)
+
+
+def _read_gan_checkpoint(path: str) -> tuple[dict, dict]:
+    """``({"class_path", "init_args"}, state_dict)`` of a t2igan GAN checkpoint."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"generator_ckpt {path} does not exist: pass the checkpoint of a trained GAN, e.g. "
+            "--model.init_args.generator_ckpt runs/quickstart/checkpoints/last.ckpt"
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    meta = ckpt.get("t2igan")
+    if meta is None:
+        raise ValueError(f"{path} is not a t2igan checkpoint (no 't2igan' entry)")
+    if meta["class_path"].endswith(".StyleEncoderGAN"):
+        # Retraining S on top of a style checkpoint: take the GAN it carries.
+        gan = ckpt["hyper_parameters"]["gan"]
+        state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("gan.")}
+        return gan, state
+    # LightningCLI adds private keys (``_instantiator``, ``_class_path``): not constructor args.
+    init_args = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    return {"class_path": meta["class_path"], "init_args": init_args}, ckpt["state_dict"]
+
+
+class StyleEncoderGAN(TextToImageGAN):
+    """A trained GAN, frozen, and the style encoder S that inverts its generator (Reed et al.
+    2016, Section 4.4): S is trained on ``L_style = E ||z - S(G(z, phi(t)))||^2`` with captions
+    t from the data and z ~ N(0, I). Style transfer is then ``x_hat = G(S(x), phi(t))``.
+
+    The GAN (any t2igan model; the paper's is GAN-INT-CLS) is loaded from ``generator_ckpt`` once;
+    its class, hyper-parameters and weights then live in this module's checkpoint, which is all
+    ``t2igan generate --style-image`` needs (the original GAN checkpoint may be deleted). Its
+    parameters have ``requires_grad=False`` and are not in the optimiser; S is trained on the
+    images G draws in eval mode (running BatchNorm statistics), as G is used at test time.
+
+    Sampling (:meth:`sample`, :meth:`sample_noise`, :meth:`discriminate`) is the GAN's, so every
+    figure callback works on this module too; :meth:`encode_style` is the style interface.
+
+    Args:
+        generator_ckpt: checkpoint of a trained t2igan GAN whose generator S inverts.
+        text_dim: text embedding size (linked from the data module; must match the GAN's).
+        image_size: image side (linked from the data module; must match the GAN's).
+        text_encoder: how the data module embeds captions (linked; must match the GAN's, else
+            the captions S is trained on are not the ones G learnt).
+        ndf: width of S's first convolution (None: the GAN's ``ndf``, else 64).
+        lr: Adam learning rate of S (architectures.md 1.9: 2e-4).
+        beta1: Adam beta1.
+        beta2: Adam beta2.
+        gan: filled in from ``generator_ckpt`` and stored in the checkpoint (the GAN's
+            ``class_path`` and ``init_args``); leave it unset.
+    """
+
+    def __init__(
+        self,
+        generator_ckpt: str | None = None,
+        text_dim: int | None = None,
+        image_size: int | None = None,
+        text_encoder: dict | None = None,
+        ndf: int | None = None,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+        gan: dict | None = None,
+    ) -> None:
+        state = None
+        if gan is None:
+            if generator_ckpt is None:
+                raise ValueError(
+                    "StyleEncoderGAN needs the trained GAN: set generator_ckpt "
+                    "(--model.init_args.generator_ckpt RUN/checkpoints/last.ckpt)"
+                )
+            gan, state = _read_gan_checkpoint(generator_ckpt)
+        gan_model = _build_gan(gan["class_path"], gan["init_args"])
+        hp = gan_model.hparams
+        for name, given in (("text_dim", text_dim), ("image_size", image_size),
+                            ("text_encoder", text_encoder)):  # fmt: skip
+            if given is not None and hp.get(name) is not None and given != hp.get(name):
+                raise ValueError(
+                    f"the data's {name} ({given}) differs from the GAN's ({hp.get(name)}) in "
+                    f"{generator_ckpt or 'the checkpoint'}: train the style encoder on the data "
+                    "configuration the GAN was trained with"
+                )
+        super().__init__(text_dim=gan_model.text_dim, image_size=gan_model.image_size,
+                         z_dim=gan_model.z_dim, lr=lr, beta1=beta1, beta2=beta2,
+                         text_encoder=hp.get("text_encoder"))  # fmt: skip
+        # Record the GAN's own text encoder: it is the one `generate` must embed captions with.
+        self.save_hyperparameters(ignore=["text_encoder"])
+        self.hparams["text_encoder"] = hp.get("text_encoder")
+        self.hparams["gan"] = gan
+        self.automatic_optimization = True  # one network, one optimiser
+        if state is not None:
+            gan_model.load_state_dict(state)
+        self.gan = gan_model.eval().requires_grad_(False)
+        width = ndf or hp.get("ndf") or 64
+        self.style_encoder = StyleEncoder(self.z_dim, width, self.image_size)
+        init_dcgan_weights(self.style_encoder)
+
+    # ------------------------------------------------ sampling interface: the frozen GAN's
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.gan.sample_noise(n, generator)
+
+    def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.gan.sample(text_emb, noise)
+
+    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        return self.gan.discriminate(images, text_emb)
+
+    @torch.no_grad()
+    def encode_style(self, images: torch.Tensor) -> torch.Tensor:
+        """Style vectors s = S(x) (B, z_dim) of images in [-1, 1] at ``image_size``, in eval
+        mode; ``sample(text_emb, s)`` then draws x's style with new text."""
+        was_training = self.style_encoder.training
+        self.style_encoder.eval()
+        try:
+            return self.style_encoder(images.to(self.device, torch.float32))
+        finally:
+            self.style_encoder.train(was_training)
+
+    def train(self, mode: bool = True):
+        # The GAN stays in eval mode whatever Lightning asks: it is frozen, not trained.
+        super().train(mode)
+        self.gan.eval()
+        return self
+
+    # ----------------------------------------------------------------------- objective
+    def style_step(self, text_emb: torch.Tensor) -> torch.Tensor:
+        """L_style for fresh z ~ N(0, I) and the given captions' embeddings."""
+        z = self.sample_noise(len(text_emb))
+        fake = self.sample(text_emb, z)  # no gradient into G: only S learns
+        return style_loss(z, self.style_encoder(fake))
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.style_step(batch["text_emb"])
+        self.log("train/style_loss", loss, prog_bar=True, batch_size=len(batch["text_emb"]))
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        was_training = self.style_encoder.training
+        self.style_encoder.eval()
+        loss = self.style_step(batch["text_emb"])
+        self.style_encoder.train(was_training)
+        self.log(f"{stage}/style_loss", loss, prog_bar=True, batch_size=len(batch["text_emb"]))
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return torch.optim.Adam(
+            self.style_encoder.parameters(), lr=hp.lr, betas=(hp.beta1, hp.beta2)
+        )

@@ -1,0 +1,198 @@
+"""Does style transfer keep a real image's style? (Reed et al. 2016, Section 4.4, on synthetic birds)
+
+Trains GAN-INT-CLS on synthetic birds (or takes a trained checkpoint), then the style encoder S
+with G frozen, then, for real held-out images x (the test split: (body, head) pairs never seen
+in training) and new captions t that name neither background nor facing, draws
+``G(S(x), phi(t))`` and reads it with the attribute reader of
+:mod:`t2igan.metrics.caption_consistency` (``read_birds``):
+
+* background kept: predicted background of G(S(x), t) == x's background (chance 25%);
+* facing kept: predicted facing == x's facing (chance 50%);
+* body colour of t: predicted body colour == the colour t names (chance 12.5%).
+
+Two references are printed beside them: the same captions with random noise instead of S(x)
+(what the text alone gives; its body accuracy is the learning benchmark's measure, and its
+"background kept" is chance), and the reader on the real x (the ceiling of the reading).
+
+    python benchmarks/style_transfer.py                      # full run (estimated 40-60 min, 2 cores)
+    python benchmarks/style_transfer.py --gan-ckpt RUN/checkpoints/last.ckpt   # reuse a GAN
+    python benchmarks/style_transfer.py --smoke              # a minute: checks that it runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from t2igan.callbacks.figures import labelled_grid
+from t2igan.cli import load_model
+from t2igan.data import HashingEncoder, T2IDataModule
+from t2igan.data.synthetic import ATTRIBUTES, BACKGROUNDS, COLOURS, FACINGS, SIZES, caption
+from t2igan.metrics.caption_consistency import read_birds
+from t2igan.models import GANINTCLS, StyleEncoderGAN
+
+#: Caption templates that name neither background nor facing (see t2igan.data.synthetic).
+STYLE_FREE_TEMPLATES = (0, 1, 2, 3, 8, 9)
+SMOKE = dict(num_images=128, num_eval=64, gan_epochs=1, style_epochs=1, ngf=8, ndf=8,
+             text_encoder="hashing")  # fmt: skip
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", default="runs/bench_style", help="run folder")
+    p.add_argument("--data-root", default="data", help="data root (embedding caches)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--num-images", type=int, default=3000, help="training images")
+    p.add_argument("--num-eval", type=int, default=256, help="held-out images evaluated")
+    p.add_argument("--gan-epochs", type=int, default=30, help="as experiments/quickstart.yaml")
+    p.add_argument("--style-epochs", type=int, default=10)
+    p.add_argument("--ngf", type=int, default=32)
+    p.add_argument("--ndf", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--text-encoder", choices=("minilm", "hashing"), default="minilm",
+                   help="minilm: the default sentence encoder; hashing: instant, no weights")  # fmt: skip
+    p.add_argument("--gan-ckpt", help="a trained GAN checkpoint: skip GAN training")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figure", help="also save the style-transfer figure here (e.g. for docs)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: check that it runs")
+    args = p.parse_args(argv)
+    if args.smoke:
+        for k, v in SMOKE.items():
+            setattr(args, k, v)
+    return args
+
+
+def _trainer(out: Path, epochs: int) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs, accelerator="auto", default_root_dir=out, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0,
+    )  # fmt: skip
+
+
+def train(args, dm: T2IDataModule, out: Path) -> tuple[Path, float, float]:
+    """Train (or reuse) the GAN, then S; returns S's checkpoint and both training times."""
+    gan_time = 0.0
+    gan_ckpt = Path(args.gan_ckpt) if args.gan_ckpt else out / "gan.ckpt"
+    if not args.gan_ckpt:
+        L.seed_everything(args.seed)
+        gan = GANINTCLS(text_dim=dm.text_dim, image_size=args.image_size, ngf=args.ngf,
+                        ndf=args.ndf, text_encoder=dm.text_encoder_spec)  # fmt: skip
+        t0 = time.time()
+        trainer = _trainer(out / "gan", args.gan_epochs)
+        trainer.fit(gan, datamodule=dm)
+        gan_time = time.time() - t0
+        trainer.save_checkpoint(gan_ckpt)
+    L.seed_everything(args.seed)
+    style = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, args.image_size, dm.text_encoder_spec)
+    t0 = time.time()
+    trainer = _trainer(out / "style", args.style_epochs)
+    trainer.fit(style, datamodule=dm)
+    style_time = time.time() - t0
+    trainer.save_checkpoint(out / "style.ckpt")
+    return out / "style.ckpt", gan_time, style_time
+
+
+def new_captions(n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """``n`` captions with random colours from templates naming no background or facing;
+    returns them and the (n,) body colour each names."""
+    captions, bodies = [], []
+    for _ in range(n):
+        body, head, wing = rng.integers(len(COLOURS), size=3)
+        words = {"body": COLOURS[body], "head": COLOURS[head], "wing": COLOURS[wing],
+                 "size": SIZES[rng.integers(2)],
+                 # not in these templates' text: filled only because caption() asks for them
+                 "background": tuple(BACKGROUNDS)[0], "facing": FACINGS[0]}  # fmt: skip
+        captions.append(caption(words, int(rng.choice(STYLE_FREE_TEMPLATES))))
+        bodies.append(body)
+    return captions, np.array(bodies)
+
+
+@torch.no_grad()
+def evaluate(model: StyleEncoderGAN, dm: T2IDataModule, num: int, seed: int) -> dict:
+    """The retention rates (see the module docstring) over ``num`` held-out real images."""
+    ex = dm.caption_examples("test", num)
+    real, attrs = ex["images"], ex["attributes"]
+    rng = np.random.default_rng(seed)
+    captions, bodies = new_captions(len(real), rng)
+    text = torch.from_numpy(dm.text_encoder.encode(captions))
+    styles = model.encode_style(real)
+    transfer = model.sample(text, styles)
+    noise = model.sample_noise(len(real), generator=torch.Generator().manual_seed(seed))
+    text_only = model.sample(text, noise)
+    bg, face, body = (ATTRIBUTES.index(a) for a in ("background", "facing", "body"))
+
+    def rates(images: torch.Tensor) -> dict:
+        pred = read_birds(images)
+        return {
+            "background_kept": (pred[:, bg] == attrs[:, bg]).float().mean().item(),
+            "facing_kept": (pred[:, face] == attrs[:, face]).float().mean().item(),
+            "body_of_caption": (pred[:, body] == torch.from_numpy(bodies)).float().mean().item(),
+        }
+
+    real_pred = read_birds(real)
+    return {
+        "style_transfer": rates(transfer),
+        "random_noise": rates(text_only),
+        "reader_on_real": {
+            "background": (real_pred[:, bg] == attrs[:, bg]).float().mean().item(),
+            "facing": (real_pred[:, face] == attrs[:, face]).float().mean().item(),
+        },
+        "num_images": len(real),
+    }
+
+
+def figure(model: StyleEncoderGAN, dm: T2IDataModule, path: Path, seed: int) -> None:
+    """Figure 6 layout: 8 real test images, then 4 new captions in each image's style."""
+    queries = dm.caption_examples("test", 8)["images"]
+    captions, _ = new_captions(4, np.random.default_rng(seed + 1))
+    text = torch.from_numpy(dm.text_encoder.encode(captions))
+    fake = model.sample(text.repeat_interleave(8, 0), model.encode_style(queries).repeat(4, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = labelled_grid(torch.cat([queries.to(fake), fake]), 8, ["query images", *captions])
+    grid.save(path)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = HashingEncoder() if args.text_encoder == "hashing" else None  # None: MiniLM
+    dm = T2IDataModule(
+        dataset="synthetic", root=args.data_root, image_size=args.image_size,
+        batch_size=args.batch_size, text_encoder=encoder, num_images=args.num_images,
+        num_eval_images=args.num_eval,
+    )  # fmt: skip
+    dm.prepare_data()
+    dm.setup("fit")
+    t0 = time.time()
+    style_ckpt, gan_time, style_time = train(args, dm, out)
+    model = load_model(style_ckpt)
+    result = evaluate(model, dm, args.num_eval, args.seed)
+    result.update(gan_train_s=round(gan_time), style_train_s=round(style_time),
+                  total_s=round(time.time() - t0), config=vars(args))  # fmt: skip
+    figure(model, dm, Path(args.figure) if args.figure else out / "style_transfer.png", args.seed)
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+
+    st, rn, cr = result["style_transfer"], result["random_noise"], result["reader_on_real"]
+    print(f"\nstyle transfer on {result['num_images']} held-out real images "
+          f"(GAN {gan_time / 60:.1f} min, S {style_time / 60:.1f} min)")  # fmt: skip
+    print(f"{'':28s}{'G(S(x), t)':>12s}{'G(z, t)':>10s}{'chance':>8s}{'real x':>8s}")
+    print(f"{'background of x kept':28s}{st['background_kept']:12.1%}"
+          f"{rn['background_kept']:10.1%}{0.25:8.0%}{cr['background']:8.1%}")  # fmt: skip
+    print(f"{'facing of x kept':28s}{st['facing_kept']:12.1%}"
+          f"{rn['facing_kept']:10.1%}{0.5:8.0%}{cr['facing']:8.1%}")  # fmt: skip
+    print(f"{'body colour of t':28s}{st['body_of_caption']:12.1%}"
+          f"{rn['body_of_caption']:10.1%}{1 / 8:8.1%}{'':>8s}")  # fmt: skip
+    print(f"results: {out / 'results.json'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""The figures of Reed et al. 2016 as callbacks: caption interpolation (Figure 8, left), noise
+interpolation at a fixed caption, and style transfer from real query images (Figure 6).
+
+Each callback chooses its inputs (captions, noise, query images) once, on the first epoch it
+draws, and keeps them in its checkpoint state, so a resumed run continues the same figure. It
+draws on rank 0 only, saves ``<run>/<key>/epoch_XXXX.png`` and logs it to every logger that takes
+images, with the captions written at the right of each row and in the logged caption. Models are
+reached only through their public interface (``sample_noise``, ``sample``, and for style
+transfer ``encode_style``), so every t2igan model gets the same figures.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+from t2igan.callbacks.figures import labelled_grid, save_and_log
+
+
+class FixedInputFigure(L.Callback):
+    """Base class: every ``every_n_epochs`` epochs, draw a figure from inputs chosen once.
+
+    Subclasses set ``key`` and implement :meth:`choose` (the fixed inputs, a dict of tensors and
+    strings) and :meth:`draw` (images, images per row, row labels).
+
+    Args:
+        every_n_epochs: epochs between figures.
+        seed: seed of the fixed noise.
+    """
+
+    key = "figure"
+
+    def __init__(self, every_n_epochs: int = 1, seed: int = 0) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.fixed: dict | None = None
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        raise NotImplementedError
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        raise NotImplementedError
+
+    def supports(self, pl_module) -> bool:
+        """Whether the model has what this figure needs."""
+        return True
+
+    def noise(self, n: int, z_dim: int, offset: int = 0) -> torch.Tensor:
+        """``n`` fixed noise vectors from this callback's seed (independent of the global RNG)."""
+        g = torch.Generator().manual_seed(self.seed + offset)
+        return torch.randn(n, z_dim, generator=g)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        if not self.supports(pl_module):
+            return
+        if self.fixed is None:
+            self.fixed = self.choose(trainer, pl_module)
+        images, nrow, labels = self.draw(pl_module)
+        grid = labelled_grid(images, nrow, labels)
+        caption = " | ".join(labels)
+        save_and_log(trainer, self.key, grid, caption, f"epoch_{trainer.current_epoch:04d}")
+
+    def state_dict(self) -> dict:
+        return {"fixed": self.fixed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.fixed = state_dict["fixed"]
+
+
+def _lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """(N, D), (N, D) -> (N * steps, D): ``steps`` points from a to b for each row, row-major."""
+    w = torch.linspace(0, 1, steps, device=a.device)[None, :, None]  # (1, steps, 1)
+    return ((1 - w) * a[:, None] + w * b[:, None]).flatten(0, 1)
+
+
+class CaptionInterpolation(FixedInputFigure):
+    """Caption interpolation: one row per caption pair, columns going from the first caption's
+    embedding to the second's, ``(1 - a) phi(t1) + a phi(t2)``, with one noise vector fixed
+    along each row (Reed et al. 2016, Figure 8 left). Smooth rows show that G learnt the
+    text manifold between captions, which GAN-INT trains on.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        num_pairs: rows (caption pairs).
+        num_steps: columns, both ends included.
+        split: split the captions come from (``2 * num_pairs`` examples spread over it).
+        seed: seed of the fixed noise.
+    """
+
+    key = "caption_interpolation"
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        num_pairs: int = 4,
+        num_steps: int = 8,
+        split: str = "val",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(every_n_epochs, seed)
+        self.num_pairs = num_pairs
+        self.num_steps = num_steps
+        self.split = split
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        ex = trainer.datamodule.caption_examples(self.split, 2 * self.num_pairs)
+        n = self.num_pairs
+        # Pair the i-th example with the (i + n)-th: far apart in the split, so usually unlike.
+        return {
+            "captions": list(zip(ex["captions"][:n], ex["captions"][n:])),
+            "text_a": ex["text_emb"][:n],
+            "text_b": ex["text_emb"][n:],
+            "noise": self.noise(n, pl_module.z_dim),
+        }
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        f = self.fixed
+        text = _lerp(f["text_a"], f["text_b"], self.num_steps)  # (pairs * steps, D)
+        noise = f["noise"].repeat_interleave(self.num_steps, 0)  # one noise per row
+        labels = [f"{a}  ->  {b}" for a, b in f["captions"]]
+        return pl_module.sample(text, noise), self.num_steps, labels
+
+
+class NoiseInterpolation(FixedInputFigure):
+    """Noise interpolation: one fixed caption per row, the noise going linearly from one fixed
+    vector to another along the row (the same two vectors in every row), so a column shows one
+    "style" under every caption.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        num_captions: rows.
+        num_steps: columns, both ends included.
+        split: split the captions come from.
+        seed: seed of the two fixed noise vectors.
+    """
+
+    key = "noise_interpolation"
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        num_captions: int = 4,
+        num_steps: int = 8,
+        split: str = "val",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(every_n_epochs, seed)
+        self.num_captions = num_captions
+        self.num_steps = num_steps
+        self.split = split
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        ex = trainer.datamodule.caption_examples(self.split, self.num_captions)
+        z = self.noise(2, pl_module.z_dim)
+        return {"captions": ex["captions"], "text_emb": ex["text_emb"], "z_a": z[:1], "z_b": z[1:]}
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        f = self.fixed
+        rows = len(f["captions"])
+        noise = _lerp(f["z_a"], f["z_b"], self.num_steps).repeat(rows, 1)  # (rows * steps, z)
+        text = f["text_emb"].repeat_interleave(self.num_steps, 0)
+        return pl_module.sample(text, noise), self.num_steps, list(f["captions"])
+
+
+class StyleTransferGrid(FixedInputFigure):
+    """Style transfer, the layout of Reed et al. 2016 Figure 6: a first row of real query
+    images x, then one row per caption t showing ``G(S(x), phi(t))`` for each query, so a column
+    keeps one image's style (pose, background) while the rows change what the text says.
+
+    Needs a model with a style encoder (``encode_style``, e.g.
+    :class:`t2igan.models.gan_int_cls.StyleEncoderGAN`); on other models it warns once and
+    draws nothing.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        num_queries: columns (real query images).
+        num_captions: rows of generated images.
+        query_split: split the query images come from (default: held-out test classes).
+        caption_split: split the captions come from.
+        seed: unused (no noise: the styles come from the images); kept for a uniform interface.
+    """
+
+    key = "style_transfer"
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        num_queries: int = 6,
+        num_captions: int = 4,
+        query_split: str = "test",
+        caption_split: str = "val",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(every_n_epochs, seed)
+        self.num_queries = num_queries
+        self.num_captions = num_captions
+        self.query_split = query_split
+        self.caption_split = caption_split
+        self._warned = False
+
+    def supports(self, pl_module) -> bool:
+        if hasattr(pl_module, "encode_style"):
+            return True
+        if not self._warned:
+            rank_zero_warn(
+                f"StyleTransferGrid: {type(pl_module).__name__} has no style encoder "
+                "(encode_style); no style-transfer figure is drawn"
+            )
+            self._warned = True
+        return False
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        dm = trainer.datamodule
+        queries = dm.caption_examples(self.query_split, self.num_queries)["images"]
+        ex = dm.caption_examples(self.caption_split, self.num_captions)
+        return {"images": queries, "captions": ex["captions"], "text_emb": ex["text_emb"]}
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        f = self.fixed
+        cols, rows = len(f["images"]), len(f["captions"])
+        styles = pl_module.encode_style(f["images"])  # (cols, z)
+        text = f["text_emb"].repeat_interleave(cols, 0)
+        fake = pl_module.sample(text, styles.repeat(rows, 1))  # (rows * cols, 3, H, W)
+        images = torch.cat([f["images"].to(fake), fake])
+        return images, cols, ["query images", *f["captions"]]

@@ -1,0 +1,256 @@
+"""The style encoder of Reed et al. 2016 (Section 4.4), style transfer and GAN-INT options."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from t2igan.cli import cli, generate, generate_main, load_model
+from t2igan.models import GANINTCLS
+from t2igan.models.gan_int_cls import StyleEncoder, StyleEncoderGAN, interpolate_text, style_loss
+
+from .conftest import ROOT, TINY_DATA, tiny_datamodule
+
+Z_DIM = 16
+
+
+def _fit(model, dm, steps: int, root) -> L.Trainer:
+    trainer = L.Trainer(
+        max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=0, default_root_dir=root,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def gan_ckpt(data_root, tmp_path_factory):
+    """A tiny GAN-INT-CLS trained for a few dozen steps, saved as a checkpoint."""
+    root = tmp_path_factory.mktemp("gan")
+    dm = tiny_datamodule(data_root)
+    L.seed_everything(0)
+    gan = GANINTCLS(text_dim=dm.text_dim, image_size=32, z_dim=Z_DIM, ngf=8, ndf=8,
+                    text_encoder=dm.text_encoder_spec)  # fmt: skip
+    trainer = _fit(gan, dm, 2 * 20, root)  # two optimiser steps per batch
+    path = root / "gan.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def style_ckpt(gan_ckpt, data_root, tmp_path_factory):
+    """The style encoder trained on the frozen GAN, saved as a checkpoint."""
+    root = tmp_path_factory.mktemp("style")
+    dm = tiny_datamodule(data_root)
+    L.seed_everything(0)
+    model = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, 32, dm.text_encoder_spec, lr=1e-3)
+    trainer = _fit(model, dm, 120, root)
+    path = root / "style.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def _fixed_pairs(model, dm, n: int = 32, seed: int = 1):
+    """Held-out (z, G(z, t)) pairs on validation captions."""
+    text = dm.caption_examples("val", n)["text_emb"]
+    z = model.sample_noise(n, generator=torch.Generator().manual_seed(seed))
+    return z, model.sample(text, z)
+
+
+def test_extrapolation_leaves_the_segment_between_captions():
+    t = torch.stack([torch.zeros(3), torch.ones(3)] * 1)[[0] * 64 + [1] * 64]  # t1 = 0, t2 = 1
+    plain = interpolate_text(t, 0.5)
+    assert torch.allclose(plain, torch.full_like(plain, 0.5))
+    out = interpolate_text(t, 0.5, extrapolate=True, generator=torch.Generator().manual_seed(0))
+    # coefficient of t2 is 1 - beta + alpha with alpha ~ U(-1, 1): spans [-0.5, 1.5]
+    assert out.min() < 0 and out.max() > 1
+    assert out.min() >= -0.5 and out.max() <= 1.5
+    assert torch.equal(out[:, 0], out[:, 1])  # one alpha per pair, shared by every dimension
+
+
+def test_style_training_step_reduces_the_loss(gan_ckpt, data_root, tmp_path):
+    dm = tiny_datamodule(data_root)
+    torch.manual_seed(0)
+    model = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, 32, dm.text_encoder_spec, lr=1e-3)
+    z, fake = _fixed_pairs(model, dm)
+    opt = model.configure_optimizers()
+    losses = []
+    for _ in range(15):
+        loss = style_loss(z, model.style_encoder(fake))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_generator_is_frozen_and_not_optimised(gan_ckpt, data_root, tmp_path):
+    dm = tiny_datamodule(data_root)
+    model = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, 32, dm.text_encoder_spec)
+    assert not any(p.requires_grad for p in model.gan.parameters())
+    optimised = {id(p) for g in model.configure_optimizers().param_groups for p in g["params"]}
+    assert optimised == {id(p) for p in model.style_encoder.parameters()}
+    g0 = {k: v.clone() for k, v in model.gan.state_dict().items()}
+    _fit(model, dm, 3, tmp_path)
+    # BatchNorm running statistics included: G stays in eval mode, nothing in it moves
+    assert all(torch.equal(g0[k], v) for k, v in model.gan.state_dict().items())
+    assert not model.gan.training
+
+
+def test_data_that_differs_from_the_gan_is_refused(gan_ckpt, data_root):
+    with pytest.raises(ValueError, match="text_dim"):
+        StyleEncoderGAN(str(gan_ckpt), text_dim=7)
+    with pytest.raises(ValueError, match="image_size"):
+        StyleEncoderGAN(str(gan_ckpt), image_size=64)
+    with pytest.raises(FileNotFoundError, match="generator_ckpt"):
+        StyleEncoderGAN("no/such.ckpt")
+
+
+def test_trained_encoder_recovers_z_better_than_a_random_one(style_ckpt, data_root):
+    dm = tiny_datamodule(data_root)
+    trained = load_model(style_ckpt)
+    assert isinstance(trained, StyleEncoderGAN)
+    z, fake = _fixed_pairs(trained, dm)
+    torch.manual_seed(0)
+    random = StyleEncoder(Z_DIM, 8, 32).eval()
+    with torch.no_grad():
+        random_loss = style_loss(z, random(fake)).item()
+    trained_loss = style_loss(z, trained.encode_style(fake)).item()
+    # A style encoder that knows nothing predicts 0 at best: loss E||z||^2 = Z_DIM.
+    assert trained_loss < 0.6 * Z_DIM
+    assert trained_loss < 0.5 * random_loss
+
+
+def test_style_checkpoint_is_self_contained(style_ckpt, gan_ckpt, data_root, tmp_path):
+    dm = tiny_datamodule(data_root)
+    model = load_model(style_ckpt)
+    gan = load_model(gan_ckpt)
+    text = dm.caption_examples("val", 4)["text_emb"]
+    noise = gan.sample_noise(4, generator=torch.Generator().manual_seed(0))
+    # the style model samples exactly as the GAN it was trained on
+    assert torch.equal(model.sample(text, noise), gan.sample(text, noise))
+    assert model.hparams.text_encoder == dm.text_encoder_spec
+    # it loads without the GAN checkpoint on disk
+    gan_ckpt.rename(tmp_path / "moved.ckpt")
+    try:
+        assert torch.equal(load_model(style_ckpt).sample(text, noise), model.sample(text, noise))
+    finally:
+        (tmp_path / "moved.ckpt").rename(gan_ckpt)
+
+
+def test_style_transfer_shapes(style_ckpt, data_root):
+    dm = tiny_datamodule(data_root)
+    model = load_model(style_ckpt)
+    images = dm.caption_examples("test", 5)["images"]
+    styles = model.encode_style(images)
+    assert styles.shape == (5, Z_DIM)
+    text = torch.from_numpy(dm.text_encoder.encode(["a bird with a red body and a blue head."]))
+    out = model.sample(text.expand(5, -1), styles)
+    assert out.shape == (5, 3, 32, 32) and out.min() >= -1 and out.max() <= 1
+
+
+def _save_png(tensor: torch.Tensor, path) -> None:
+    arr = ((tensor.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    Image.fromarray(arr).resize((50, 40)).save(path)  # not square, not 32 px: generate adapts
+
+
+def test_generate_style_transfer_and_interpolation(style_ckpt, data_root, tmp_path):
+    dm = tiny_datamodule(data_root)
+    images = dm.caption_examples("test", 2)["images"]
+    paths = []
+    for k, img in enumerate(images):
+        paths.append(tmp_path / f"bird{k}.png")
+        _save_png(img, paths[-1])
+    captions = ["a bird with a red body and a blue head.", "this bird has a green body."]
+    # style transfer: a row of the 2 query images, then one row per caption
+    written = generate(str(style_ckpt), captions, out=str(tmp_path / "st"),
+                       style_images=[str(p) for p in paths])  # fmt: skip
+    grid = Image.open(written[0])
+    assert grid.height == 3 * 34 + 2  # 3 rows of 32 px + 2 px padding
+    assert len(written) == 1 + 2 * 2
+    # style interpolation: 5 steps from bird0's style to bird1's, one row per caption
+    written = generate(str(style_ckpt), captions, out=str(tmp_path / "si"),
+                       style_images=[str(p) for p in paths], style_steps=5)  # fmt: skip
+    grid = np.asarray(Image.open(written[0]))
+    assert grid.shape[0] == 3 * 34 + 2 and len(written) == 1 + 2 * 5
+    # the first and last columns of a caption row are the two images' style transfers
+    model = load_model(style_ckpt)
+    styles = model.encode_style(torch.stack([_load(p) for p in paths]))
+    text = torch.from_numpy(dm.text_encoder.encode(captions[:1]))
+    ends = model.sample(text.expand(2, -1), styles)
+    first = np.asarray(Image.open(written[1])).astype(float)
+    expected = ((ends[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+    assert np.abs(first[:32, :32] - expected).max() <= 1
+
+
+def test_generate_command_line_style_flags(style_ckpt, gan_ckpt, data_root, tmp_path, capsys):
+    dm = tiny_datamodule(data_root)
+    bird = tmp_path / "bird.png"
+    _save_png(dm.caption_examples("test", 1)["images"][0], bird)
+    generate_main(["--ckpt", str(style_ckpt), "--style-image", str(bird), "--style-image",
+                   str(bird), "--style-steps", "3", "--caption", "a bird with a red body.",
+                   "--out", str(tmp_path / "out")])  # fmt: skip
+    assert "wrote 4 images" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="style_encoder.yaml"):  # a GAN without S says what to do
+        generate(str(gan_ckpt), ["a bird."], out=str(tmp_path / "x"), style_images=[str(bird)])
+
+
+def _load(path) -> torch.Tensor:
+    from t2igan.cli import load_image
+
+    return load_image(path, 32)
+
+
+def test_style_encoder_config_through_the_cli_with_wandb_offline(gan_ckpt, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.chdir(tmp_path)  # the configs write runs/style_encoder/ and runs/wandb/ here
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = ROOT / "experiments" / "style_encoder.yaml"
+    encoder = '{"class_path": "t2igan.data.HashingEncoder", "init_args": {"dim": 64}}'
+    try:
+        cli(["fit", "--config", str(config), "--config", str(ROOT / "experiments/loggers/wandb.yaml"),
+             *TINY_DATA, "--data.text_encoder", encoder, "--trainer.max_epochs", "1",
+             "--model.init_args.generator_ckpt", str(gan_ckpt)])  # fmt: skip
+    finally:
+        import wandb
+
+        wandb.finish()
+    ckpt = tmp_path / "runs" / "style_encoder" / "checkpoints" / "last.ckpt"
+    model = load_model(ckpt)
+    assert isinstance(model, StyleEncoderGAN) and model.hparams.gan["init_args"]["z_dim"] == Z_DIM
+    assert model.hparams.gan["init_args"]["ndf"] == 8  # the GAN's own hparams, not the CLI's
+    assert (tmp_path / "runs" / "style_encoder" / "style_transfer" / "epoch_0000.png").is_file()
+    # W&B offline run: metrics, the style-transfer figure and the full run config
+    (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    assert list((run_dir / "files" / "media" / "images").glob("style_transfer_*.png"))
+    records = next(run_dir.glob("run-*.wandb")).read_bytes()
+    assert b"train/style_loss" in records and b"val/style_loss" in records
+    assert b"seed_everything" in records and b"StyleTransferGrid" in records  # the run config
+    # the text encoder check: the GAN was trained on 64-d hashing, not the 256-d default
+    with pytest.raises(ValueError, match="text_dim"):
+        cli(["fit", "--config", str(config), *TINY_DATA, "--trainer.max_epochs", "1",
+             "--model.init_args.generator_ckpt", str(gan_ckpt)])  # fmt: skip
+
+
+def test_style_encoder_inverts_the_ema_generator_when_the_gan_has_one(data_root, tmp_path):
+    dm = tiny_datamodule(data_root)
+    gan = GANINTCLS(text_dim=dm.text_dim, image_size=32, z_dim=Z_DIM, ngf=8, ndf=8,
+                    ema_decay=0.5, text_encoder=dm.text_encoder_spec)  # fmt: skip
+    with torch.no_grad():  # make the EMA copy differ from G
+        for p in gan.generator_ema.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    path = tmp_path / "ema.ckpt"
+    torch.save({"t2igan": {"class_path": "t2igan.models.gan_int_cls.GANINTCLS"},
+                "hyper_parameters": dict(gan.hparams), "state_dict": gan.state_dict()}, path)  # fmt: skip
+    model = StyleEncoderGAN(str(path))
+    assert model.gan.generator_ema is not None
+    text = dm.caption_examples("val", 3)["text_emb"]
+    z = gan.sample_noise(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.sample(text, z), gan.sample(text, z))
+    plain = gan.generator.eval()(z, text).clamp(-1, 1)
+    assert not torch.allclose(model.sample(text, z), plain)
