@@ -40,3 +40,11 @@ def g_loss_nonsaturating(
 ) -> torch.Tensor:
     """Non-saturating generator loss ``BCE(D(G(z, t)), 1)``, optionally weighted per sample."""
     return bce(fake_logits, 1.0, weight)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` of conditioning augmentation, averaged over the
+    batch *and* the condition dimensions, as StackGAN's code does (not summed over dimensions):
+    ``mean(-(1 + logvar - mu^2 - exp(logvar)) / 2)``. Always >= 0."""
+    mu, logvar = mu.float(), logvar.float()
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).mean()

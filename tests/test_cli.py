@@ -20,8 +20,15 @@ from t2igan.models import GANINTCLS
 from .conftest import ROOT, TINY_DATA, tiny_datamodule
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
+_TINY_STACK = ["--data.image_size", "64", "--data.load_size", "76", "--model.init_args.ngf", "8",
+               "--model.init_args.ndf", "4", "--model.init_args.num_residual", "1"]  # fmt: skip
 #: Extra flags some configs need to stay tiny in the fast_dev_run test.
-EXTRA_ARGS: dict[str, list[str]] = {}
+EXTRA_ARGS: dict[str, list[str]] = {
+    "stackgan.yaml": [*_TINY_STACK, "--model.init_args.stage1_ngf", "4",
+                      "--model.init_args.stage1_ndf", "4"],
+    "stackgan_stage1.yaml": ["--model.init_args.ngf", "8", "--model.init_args.ndf", "8"],
+    "stackgan_stage2.yaml": [*_TINY_STACK, "--model.init_args.condition_dim", "8"],
+}  # fmt: skip
 T2IGAN = str(Path(sys.executable).parent / "t2igan")
 
 
@@ -43,12 +50,33 @@ def tiny_gan_ckpt(data_root, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def tiny_stage1_ckpt(data_root, tmp_path_factory) -> Path:
+    """A StackGAN Stage-I checkpoint matching TINY_DATA (256-d hashing encoder)."""
+    from t2igan.models import StackGANStage1
+
+    dm = tiny_datamodule(data_root, text_encoder=HashingEncoder())
+    model = StackGANStage1(text_dim=dm.text_dim, image_size=16, z_dim=8, condition_dim=8,
+                           ngf=4, ndf=4, text_encoder=dm.text_encoder_spec)  # fmt: skip
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=tiny_datamodule(data_root, image_size=16,
+                                                  text_encoder=HashingEncoder()))  # fmt: skip
+    path = tmp_path_factory.mktemp("stage1") / "stage1.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.name)
-def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path, request):
+def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path, request,
+                                                   monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # configs name their run folders relative to the working dir
     extra = list(EXTRA_ARGS.get(config.name, []))
     if config.name == "style_encoder.yaml":  # trains S for an existing GAN
         gan = request.getfixturevalue("tiny_gan_ckpt")
         extra += ["--model.init_args.generator_ckpt", str(gan), "--data.image_size", "32"]
+    if config.name == "stackgan_stage2.yaml":  # trains Stage-II on an existing Stage-I
+        extra += ["--model.init_args.stage1_ckpt", str(request.getfixturevalue("tiny_stage1_ckpt"))]
     run = cli(["fit", "--config", str(config), *tiny_args(data_root, tmp_path),
                "--trainer.fast_dev_run", "1", *extra])  # fmt: skip
     assert run.trainer.state.finished and run.trainer.global_step > 0

@@ -1,6 +1,10 @@
 """Paper models: one file per paper, each a LightningModule chosen by ``class_path``."""
 
 from t2igan.models.base import TextToImageGAN
-from t2igan.models.gan_int_cls import GANINTCLS
+from t2igan.models.gan_int_cls import GANINTCLS, StyleEncoderGAN
+from t2igan.models.stackgan import StackGAN, StackGANStage1, StackGANStage2
 
-__all__ = ["TextToImageGAN", "GANINTCLS"]
+__all__ = [
+    "TextToImageGAN", "GANINTCLS", "StyleEncoderGAN", "StackGAN", "StackGANStage1",
+    "StackGANStage2",
+]  # fmt: skip
