@@ -28,8 +28,10 @@ def main() -> None:
         print(f"sample grids, one per epoch: {samples[0].parent}/ (latest: {samples[-1].name})")
     print(f"checkpoint: {ckpt}")
     print(f"logs: tensorboard --logdir {run / 'logs'}")
-    print(f'draw your own: .venv/bin/t2igan generate --ckpt {ckpt} --caption "a bird with a red '
-          'body and a blue head" --num 8 --out out/')
+    print(
+        f'draw your own: .venv/bin/t2igan generate --ckpt {ckpt} --caption "a bird with a red '
+        'body and a blue head" --num 8 --out out/'
+    )
     print("=" * 72)
 
 

@@ -123,7 +123,10 @@ def test_figures_reach_tensorboard_csv_and_wandb_offline(
     try:
         _trainer(tmp_path, _callbacks(), 2, loggers).fit(model, datamodule=dm)
     finally:
+        import wandb
+
         loggers[2].experiment.finish()
+        wandb.teardown()  # end W&B's process-wide service, so the next test starts clean
     for key in KEYS:  # PNGs under the run directory (all the CSV logger gets of a figure)
         assert (tmp_path / key / "epoch_0001.png").is_file()
     # TensorBoard: one image per figure per epoch, and its captions as text

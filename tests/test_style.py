@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import numpy as np
 import pytest
@@ -220,6 +222,7 @@ def test_style_encoder_config_through_the_cli_with_wandb_offline(gan_ckpt, tmp_p
         import wandb
 
         wandb.finish()
+        wandb.teardown()  # end W&B's process-wide service, so the next test starts clean
     ckpt = tmp_path / "runs" / "style_encoder" / "checkpoints" / "last.ckpt"
     model = load_model(ckpt)
     assert isinstance(model, StyleEncoderGAN) and model.hparams.gan["init_args"]["z_dim"] == Z_DIM
@@ -228,7 +231,13 @@ def test_style_encoder_config_through_the_cli_with_wandb_offline(gan_ckpt, tmp_p
     # W&B offline run: metrics, the style-transfer figure and the full run config
     (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
     assert list((run_dir / "files" / "media" / "images").glob("style_transfer_*.png"))
-    records = next(run_dir.glob("run-*.wandb")).read_bytes()
+    # wandb-core writes the offline log in its own process: give it a moment to appear
+    for _ in range(50):
+        logs = list(run_dir.glob("run-*.wandb"))
+        if logs and logs[0].stat().st_size:
+            break
+        time.sleep(0.2)
+    records = logs[0].read_bytes()
     assert b"train/style_loss" in records and b"val/style_loss" in records
     assert b"seed_everything" in records and b"StyleTransferGrid" in records  # the run config
     # the text encoder check: the GAN was trained on 64-d hashing, not the 256-d default
