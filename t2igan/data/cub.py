@@ -27,6 +27,7 @@ from t2igan.data.files import (
     ImageFiles,
     MissingDataError,
     image_size,
+    keep_present,
     read_captions,
     read_lines,
     read_table,
@@ -187,21 +188,11 @@ class CUBReader:
         rows = self.split_rows(split)
         paths = [self.root / "images" / self.files[r] for r in rows]
         texts = [self.text_dir / f"{self.keys[r]}.txt" for r in rows]
-        present = np.array([p.exists() and t.exists() for p, t in zip(paths, texts)], bool)
-        if not present.all():
-            absent = [str(p if not p.exists() else t) for p, t, ok in zip(paths, texts, present)
-                      if not ok]  # fmt: skip
-            if not self.skip_missing:
-                raise MissingDataError(
-                    f"{len(absent)} of {len(rows)} {split} images lack their image or caption "
-                    f"file, e.g. {absent[0]}. {FETCH.format(root=self.root.parent)} Or set "
-                    "skip_missing to use the images that are there."
-                )
-            log.warning("CUB %s: skipping %d of %d images whose files are missing, e.g. %s",
-                        split, len(absent), len(rows), absent[0])  # fmt: skip
-            rows = rows[present]
-            paths = [p for p, ok in zip(paths, present) if ok]
-            texts = [t for t, ok in zip(texts, present) if ok]
+        present = keep_present(paths, texts, self.skip_missing, f"CUB {split}",
+                               FETCH.format(root=self.root.parent))  # fmt: skip
+        rows = rows[present]
+        paths = [p for p, ok in zip(paths, present) if ok]
+        texts = [t for t, ok in zip(texts, present) if ok]
         if len(rows) == 0:
             raise MissingDataError(f"CUB {split} split ({self.split_mode}) has no images in "
                                    f"{self.root}")  # fmt: skip

@@ -24,6 +24,29 @@ def require(path: Path, what: str, fix: str) -> Path:
     return path
 
 
+def keep_present(
+    paths: list[Path], texts: list[Path], skip_missing: bool, what: str, fetch: str
+) -> np.ndarray:
+    """Boolean mask of the images whose image and caption files both exist.
+
+    A missing file is an error that names one and says how to get the data (``fetch``), unless
+    ``skip_missing``: then the missing images are logged and left out.
+    """
+    present = np.array([p.exists() and t.exists() for p, t in zip(paths, texts)], bool)
+    if not present.all():
+        absent = [str(p if not p.exists() else t) for p, t, ok in zip(paths, texts, present)
+                  if not ok]  # fmt: skip
+        if not skip_missing:
+            raise MissingDataError(
+                f"{len(absent)} of {len(paths)} {what} images lack their image or caption "
+                f"file, e.g. {absent[0]}. {fetch} Or set skip_missing to use the images that "
+                "are there."
+            )
+        log.warning("%s: skipping %d of %d images whose files are missing, e.g. %s",
+                    what, len(absent), len(paths), absent[0])  # fmt: skip
+    return present
+
+
 def read_lines(path: Path) -> list[str]:
     """Non-empty lines of a text file, with Windows line endings (``\\r``) stripped: two public
     copies of CUB are CRLF."""

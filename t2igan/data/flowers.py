@@ -22,7 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from t2igan.data.contract import Split
-from t2igan.data.files import ImageFiles, MissingDataError, read_captions, read_lines, require
+from t2igan.data.files import (
+    ImageFiles,
+    MissingDataError,
+    keep_present,
+    read_captions,
+    read_lines,
+    require,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,21 +117,11 @@ class FlowersReader:
         ids = self.split_ids(split)
         paths = [self.root / "jpg" / f"image_{i:05d}.jpg" for i in ids]
         texts = [self.text_dir / f"{self.key(i)}.txt" for i in ids]
-        present = np.array([p.exists() and t.exists() for p, t in zip(paths, texts)], bool)
-        if not present.all():
-            absent = [str(p if not p.exists() else t) for p, t, ok in zip(paths, texts, present)
-                      if not ok]  # fmt: skip
-            if not self.skip_missing:
-                raise MissingDataError(
-                    f"{len(absent)} of {len(ids)} {split} images lack their image or caption "
-                    f"file, e.g. {absent[0]}. {FETCH.format(root=self.root.parent)} Or set "
-                    "skip_missing to use the images that are there."
-                )
-            log.warning("flowers %s: skipping %d of %d images whose files are missing, e.g. %s",
-                        split, len(absent), len(ids), absent[0])  # fmt: skip
-            ids = ids[present]
-            paths = [p for p, ok in zip(paths, present) if ok]
-            texts = [t for t, ok in zip(texts, present) if ok]
+        present = keep_present(paths, texts, self.skip_missing, f"flowers {split}",
+                               FETCH.format(root=self.root.parent))  # fmt: skip
+        ids = ids[present]
+        paths = [p for p, ok in zip(paths, present) if ok]
+        texts = [t for t, ok in zip(texts, present) if ok]
         if len(ids) == 0:
             raise MissingDataError(f"flowers {split} split has no images in {self.root}")
         keys = [self.key(i) for i in ids]

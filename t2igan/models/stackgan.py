@@ -317,7 +317,29 @@ def _eval_mode(module: nn.Module):
 
 
 # ----------------------------------------------------------------------------- Stage-I
-class StackGANStage1(TextToImageGAN):
+class _CAConditioned(TextToImageGAN):
+    """What every StackGAN stage shares: D is conditioned on G's CA mean, and the losses of
+    :func:`stackgan_d_loss` / :func:`stackgan_g_loss` on the stage that ``_run`` draws."""
+
+    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """Conditional logits (B,); D is conditioned on the trained G's CA mean of ``text_emb``."""
+        mu, _ = self.generator.ca.encode(text_emb)
+        return self.discriminator(images, mu)[0]
+
+    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        text = batch["text_emb"]
+        fake, mu, _ = self._run(self.generator, text, self.sample_noise(len(text)))
+        return stackgan_d_loss(
+            self.discriminator, batch["images"], batch["wrong_images"], fake.detach(), mu.detach()
+        )
+
+    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        text = batch["text_emb"]
+        fake, mu, logvar = self._run(self.generator, text, self.sample_noise(len(text)))
+        return stackgan_g_loss(self.discriminator, fake, mu, logvar, self.hparams.kl_weight)
+
+
+class StackGANStage1(_CAConditioned):
     """StackGAN Stage-I: 64 x 64 images from text (Zhang et al. 2017, Sec. 3.2).
 
     Sampling noise: ``[z, eps]`` of size ``z_dim + condition_dim`` (``self.z_dim``).
@@ -381,23 +403,6 @@ class StackGANStage1(TextToImageGAN):
     def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
         return self._run(generator, text_emb, noise)[0]
 
-    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """Conditional logits (B,); D is conditioned on G's CA mean of ``text_emb``."""
-        mu, _ = self.generator.ca.encode(text_emb)
-        return self.discriminator(images, mu)[0]
-
-    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        text = batch["text_emb"]
-        fake, mu, _ = self._run(self.generator, text, self.sample_noise(len(text)))
-        return stackgan_d_loss(
-            self.discriminator, batch["images"], batch["wrong_images"], fake.detach(), mu.detach()
-        )
-
-    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        text = batch["text_emb"]
-        fake, mu, logvar = self._run(self.generator, text, self.sample_noise(len(text)))
-        return stackgan_g_loss(self.discriminator, fake, mu, logvar, self.hparams.kl_weight)
-
 
 # ----------------------------------------------------------------------------- Stage-II
 def read_stage1_checkpoint(path: str | Path) -> tuple[dict, dict, dict | None]:
@@ -426,7 +431,7 @@ def read_stage1_checkpoint(path: str | Path) -> tuple[dict, dict, dict | None]:
     return args, weights, hp.get("text_encoder")
 
 
-class _StackedGAN(TextToImageGAN):
+class _StackedGAN(_CAConditioned):
     """What :class:`StackGANStage2` and :class:`StackGAN` share: Stage-II's networks on top of a
     Stage-I generator, sampling through both stages, and Stage-II's losses. Subclasses build
     the networks with :meth:`_set_stage2_networks`."""
@@ -482,24 +487,6 @@ class _StackedGAN(TextToImageGAN):
         with _eval_mode(self.stage1_generator):
             low = self._stage1_images(text_emb, noise)
         return low.float().clamp(-1, 1), self.sample(text_emb, noise)
-
-    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """Conditional logits (B,); D is conditioned on Stage-II G's CA mean of ``text_emb``."""
-        mu, _ = self.generator.ca.encode(text_emb)
-        return self.discriminator(images, mu)[0]
-
-    # ------------------------------------------------------------------ objectives
-    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        text = batch["text_emb"]
-        fake, mu, _ = self._run(self.generator, text, self.sample_noise(len(text)))
-        return stackgan_d_loss(
-            self.discriminator, batch["images"], batch["wrong_images"], fake.detach(), mu.detach()
-        )
-
-    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        text = batch["text_emb"]
-        fake, mu, logvar = self._run(self.generator, text, self.sample_noise(len(text)))
-        return stackgan_g_loss(self.discriminator, fake, mu, logvar, self.hparams.kl_weight)
 
 
 class StackGANStage2(_StackedGAN):
