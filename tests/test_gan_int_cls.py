@@ -64,7 +64,9 @@ def test_interpolation_pairs_halves():
     assert interpolate_text(t, 1.0).flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
-@pytest.mark.parametrize("cls_weight,interp_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 1.0), (0.5, 1.0)])
+@pytest.mark.parametrize(
+    "cls_weight,interp_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 1.0), (0.5, 1.0)]
+)
 def test_variants_by_flags(cls_weight, interp_weight, tiny_dm):
     """GAN, GAN-CLS, GAN-INT, GAN-INT-CLS: the wrong pair and the interpolated texts are used
     exactly when their flag is on."""
