@@ -8,7 +8,6 @@ command prints where to put them.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import shutil
 import tarfile
@@ -16,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError, URLError
+
+from t2igan.data.files import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,7 @@ CAPTIONS = {
 
 
 def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def fetch(url: str, dest: Path, md5: str, timeout: float = 60) -> Path:

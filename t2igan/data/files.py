@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,15 @@ def require(path: Path, what: str, fix: str) -> Path:
     if not path.exists():
         raise MissingDataError(f"{path} not found: expected {what} there. {fix}")
     return path
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest of a file's bytes (``algorithm``: any ``hashlib`` name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def keep_present(

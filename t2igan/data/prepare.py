@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from t2igan.data.contract import Split
-from t2igan.data.files import MissingDataError
+from t2igan.data.files import MissingDataError, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,7 @@ def _jsonable(options: dict) -> dict:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _versions() -> dict:
