@@ -74,6 +74,7 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
 def generate(
     ckpt: str, captions: list[str], num: int = 8, seed: int = 0, out: str = "out",
     device: str = "cpu", style_images: list[str] | None = None, style_steps: int = 0,
+    style_rescale: bool | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
     caption); returns the paths written, the grid first. Captions are embedded with the encoder
@@ -91,6 +92,8 @@ def generate(
             row shows the query images, then one row per caption (the paper's Figure 6).
         style_steps: with two ``style_images``, interpolate their styles in this many steps
             along each row instead, ``G((1 - a) S(x1) + a S(x2), phi(t))``.
+        style_rescale: give each style vector the noise's mean length (not in the paper; see
+            ``StyleEncoderGAN``); None: as the checkpoint's ``style_rescale``.
     """
     from t2igan.callbacks.figures import labelled_grid
 
@@ -108,7 +111,7 @@ def generate(
                 f"--model.init_args.generator_ckpt {ckpt}` and pass its checkpoint"
             )
         queries = torch.stack([load_image(p, model.image_size) for p in style_images])
-        styles = model.encode_style(queries)  # (Q, z_dim)
+        styles = model.encode_style(queries, style_rescale)  # (Q, z_dim)
         top = queries
         labels.insert(0, "query images")
         if style_steps:
@@ -157,9 +160,12 @@ def generate_main(argv: list[str]) -> None:
     parser.add_argument("--style-steps", type=int, default=0,
                         help="with two --style-image: interpolate between their styles in this "
                         "many steps")  # fmt: skip
+    parser.add_argument("--style-rescale", action=argparse.BooleanOptionalAction, default=None,
+                        help="scale each style vector S(x) to the noise's mean length (not in "
+                        "the paper; default: the checkpoint's style_rescale)")  # fmt: skip
     a = parser.parse_args(argv)
     paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device, a.style_image,
-                     a.style_steps)  # fmt: skip
+                     a.style_steps, a.style_rescale)  # fmt: skip
     print(f"wrote {len(paths)} images to {Path(a.out)}/ (grid: {paths[0]})")
 
 

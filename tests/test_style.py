@@ -155,6 +155,31 @@ def test_style_transfer_shapes(style_ckpt, data_root):
     assert out.shape == (5, 3, 32, 32) and out.min() >= -1 and out.max() <= 1
 
 
+def test_style_rescale_gives_each_style_the_noise_length(style_ckpt, data_root, tmp_path):
+    dm = tiny_datamodule(data_root)
+    model = load_model(style_ckpt)
+    images = dm.caption_examples("test", 6)["images"]
+    raw = model.encode_style(images)  # the paper's S(x): the default
+    assert torch.equal(raw, model.encode_style(images, rescale=False))
+    scaled = model.encode_style(images, rescale=True)
+    noise_length = model.sample_noise(4096).norm(dim=1).mean()  # an independent estimate
+    assert torch.allclose(scaled.norm(dim=1), noise_length.expand(6), rtol=0.02)
+    assert scaled.norm(dim=1).std() < 1e-4  # one length for all
+    assert torch.allclose(torch.cosine_similarity(raw, scaled), torch.ones(6), atol=1e-5)
+    model.hparams.style_rescale = True  # the hyper-parameter sets the default
+    assert torch.equal(model.encode_style(images), scaled)
+    # and `t2igan generate --style-rescale` draws G(rescaled S(x), t)
+    bird = tmp_path / "bird.png"
+    _save_png(images[0], bird)
+    caption = "a bird with a red body and a blue head."
+    generate_main(["--ckpt", str(style_ckpt), "--style-image", str(bird), "--style-rescale",
+                   "--caption", caption, "--out", str(tmp_path / "out")])  # fmt: skip
+    text = torch.from_numpy(dm.text_encoder.encode([caption]))
+    expected = model.sample(text, model.encode_style(_load(bird)[None], rescale=True))[0]
+    written = np.asarray(Image.open(tmp_path / "out" / "c00_i00.png")).astype(float)
+    assert np.abs(written - ((expected.permute(1, 2, 0) + 1) * 127.5).round().numpy()).max() <= 1
+
+
 def _save_png(tensor: torch.Tensor, path) -> None:
     arr = ((tensor.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
     Image.fromarray(arr).resize((50, 40)).save(path)  # not square, not 32 px: generate adapts

@@ -342,6 +342,12 @@ class StyleEncoderGAN(TextToImageGAN):
         lr: Adam learning rate of S (architectures.md 1.9: 2e-4).
         beta1: Adam beta1.
         beta2: Adam beta2.
+        style_rescale: not in the paper, off by default. Rescale each style vector S(x) to the
+            typical length of the GAN's noise (sqrt(z_dim) for N(0, I)) before G sees it. S is
+            trained with a squared error, so it returns E[z | x]: where an image does not fix
+            z, S answers near 0, a vector far shorter than any z G was trained on, and there
+            the caption decides what the "style" attributes look like. On synthetic birds this
+            raises background retention from 44-47% to 66-71% (docs/reed2016.md).
         gan: filled in from ``generator_ckpt`` and stored in the checkpoint (the GAN's
             ``class_path`` and ``init_args``); leave it unset.
     """
@@ -356,6 +362,7 @@ class StyleEncoderGAN(TextToImageGAN):
         lr: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
+        style_rescale: bool = False,
         gan: dict | None = None,
     ) -> None:
         state = None
@@ -402,15 +409,24 @@ class StyleEncoderGAN(TextToImageGAN):
         return self.gan.discriminate(images, text_emb)
 
     @torch.no_grad()
-    def encode_style(self, images: torch.Tensor) -> torch.Tensor:
+    def encode_style(self, images: torch.Tensor, rescale: bool | None = None) -> torch.Tensor:
         """Style vectors s = S(x) (B, z_dim) of images in [-1, 1] at ``image_size``, in eval
-        mode; ``sample(text_emb, s)`` then draws x's style with new text."""
+        mode; ``sample(text_emb, s)`` then draws x's style with new text. ``rescale`` (default:
+        the ``style_rescale`` hyper-parameter) gives each s the mean length of the GAN's noise."""
         was_training = self.style_encoder.training
         self.style_encoder.eval()
         try:
-            return self.style_encoder(images.to(self.device, torch.float32))
+            styles = self.style_encoder(images.to(self.device, torch.float32))
         finally:
             self.style_encoder.train(was_training)
+        if self.hparams.get("style_rescale", False) if rescale is None else rescale:
+            noise = self.sample_noise(4096, generator=torch.Generator().manual_seed(0))
+            styles = (
+                styles
+                * noise.norm(dim=1).mean()
+                / styles.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            )
+        return styles
 
     def train(self, mode: bool = True):
         # The GAN stays in eval mode whatever Lightning asks: it is frozen, not trained.
