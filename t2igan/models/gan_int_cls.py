@@ -347,7 +347,7 @@ class StyleEncoderGAN(TextToImageGAN):
             trained with a squared error, so it returns E[z | x]: where an image does not fix
             z, S answers near 0, a vector far shorter than any z G was trained on, and there
             the caption decides what the "style" attributes look like. On synthetic birds this
-            raises background retention from 44-47% to 66-71% (docs/reed2016.md).
+            raises background retention from 44-48% to 66-84% (docs/reed2016.md).
         gan: filled in from ``generator_ckpt`` and stored in the checkpoint (the GAN's
             ``class_path`` and ``init_args``); leave it unset.
     """
