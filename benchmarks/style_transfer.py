@@ -16,7 +16,7 @@ Three references are printed beside them: the same captions with random noise in
 opt-in ``style_rescale`` option, not in the paper), and the reader on the real x (the ceiling of
 the reading). Results: docs/reed2016.md.
 
-    python benchmarks/style_transfer.py                      # full run (about 41 min on 2 cores)
+    python benchmarks/style_transfer.py                      # full run (41-48 min on 2 cores)
     python benchmarks/style_transfer.py --gan-ckpt RUN/checkpoints/last.ckpt   # reuse a GAN
     python benchmarks/style_transfer.py --smoke              # a minute: checks that it runs
 """
