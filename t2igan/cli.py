@@ -96,6 +96,7 @@ def generate(
             ``StyleEncoderGAN``); None: as the checkpoint's ``style_rescale``.
     """
     from t2igan.callbacks.figures import labelled_grid
+    from t2igan.callbacks.interpolation import lerp
 
     model = load_model(ckpt, device)
     spec = model.hparams.get("text_encoder")
@@ -119,8 +120,7 @@ def generate(
                 raise ValueError(
                     "style interpolation takes two --style-image and --style-steps >= 2"
                 )
-            a = torch.linspace(0, 1, style_steps, device=styles.device)[:, None]
-            styles = (1 - a) * styles[0] + a * styles[1]  # (K, z_dim)
+            styles = lerp(styles[:1], styles[1:], style_steps)  # (K, z_dim)
             blank = torch.ones(style_steps - 2, *queries.shape[1:])  # white between the two
             top = torch.cat([queries[:1], blank, queries[1:]])
             labels[0] = "style images (left to right)"

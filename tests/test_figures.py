@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -96,6 +98,18 @@ def test_grids_have_the_papers_layout(gan_ckpt, data_root, tmp_path):
     # the PNG: rows of 32 px with 2 px padding, captions written to the right of the grid
     png = Image.open(tmp_path / "style_transfer" / "epoch_0000.png")
     assert png.height == 4 * 34 + 2 and png.width > 4 * 34 + 2
+    margin = np.asarray(png.convert("L"))[:, 4 * 34 + 2 :]
+    assert (margin < 128).any()  # dark text in the margin, not just a blank strip
+
+
+def test_figures_draw_on_rank_zero_only(gan_ckpt, data_root, tmp_path):
+    other_rank = SimpleNamespace(current_epoch=0, is_global_zero=False,
+                                 datamodule=tiny_datamodule(data_root), default_root_dir=tmp_path)  # fmt: skip
+    model = StyleEncoderGAN(str(gan_ckpt))
+    for cb in _callbacks():
+        cb.on_train_epoch_end(other_rank, model)
+        assert cb.fixed is None  # chose nothing, drew nothing
+    assert not any(tmp_path.iterdir())
 
 
 def test_style_transfer_grid_skips_models_without_style_encoder(data_root, tmp_path):

@@ -78,16 +78,17 @@ def test_style_training_step_reduces_the_loss(gan_ckpt, data_root, tmp_path):
     dm = tiny_datamodule(data_root)
     torch.manual_seed(0)
     model = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, 32, dm.text_encoder_spec, lr=1e-3)
-    z, fake = _fixed_pairs(model, dm)
-    opt = model.configure_optimizers()
-    losses = []
-    for _ in range(15):
-        loss = style_loss(z, model.style_encoder(fake))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.7 * losses[0]
+    z, fake = _fixed_pairs(model, dm)  # held-out pairs, not the batches it trains on
+
+    def held_out_loss() -> float:
+        # S in train mode (batch statistics): after 15 steps BatchNorm's running statistics
+        # still lag; eval mode is checked after full training (the recovery test below)
+        with torch.no_grad():
+            return style_loss(z, model.style_encoder.train()(fake)).item()
+
+    before = held_out_loss()
+    _fit(model, dm, 15, tmp_path)  # Lightning runs the module's own training_step
+    assert held_out_loss() < 0.7 * before
 
 
 def test_generator_is_frozen_and_not_optimised(gan_ckpt, data_root, tmp_path):

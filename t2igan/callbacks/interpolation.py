@@ -46,10 +46,11 @@ class FixedInputFigure(L.Callback):
         """Whether the model has what this figure needs."""
         return True
 
-    def noise(self, n: int, z_dim: int, offset: int = 0) -> torch.Tensor:
-        """``n`` fixed noise vectors from this callback's seed (independent of the global RNG)."""
-        g = torch.Generator().manual_seed(self.seed + offset)
-        return torch.randn(n, z_dim, generator=g)
+    def noise(self, pl_module, n: int) -> torch.Tensor:
+        """``n`` fixed noise vectors drawn by the model from this callback's seed (independent
+        of the global RNG), kept on the CPU with the other fixed inputs."""
+        g = torch.Generator().manual_seed(self.seed)
+        return pl_module.sample_noise(n, generator=g).cpu()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
@@ -70,7 +71,7 @@ class FixedInputFigure(L.Callback):
         self.fixed = state_dict["fixed"]
 
 
-def _lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     """(N, D), (N, D) -> (N * steps, D): ``steps`` points from a to b for each row, row-major."""
     w = torch.linspace(0, 1, steps, device=a.device)[None, :, None]  # (1, steps, 1)
     return ((1 - w) * a[:, None] + w * b[:, None]).flatten(0, 1)
@@ -113,12 +114,12 @@ class CaptionInterpolation(FixedInputFigure):
             "captions": list(zip(ex["captions"][:n], ex["captions"][n:])),
             "text_a": ex["text_emb"][:n],
             "text_b": ex["text_emb"][n:],
-            "noise": self.noise(n, pl_module.z_dim),
+            "noise": self.noise(pl_module, n),
         }
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
         f = self.fixed
-        text = _lerp(f["text_a"], f["text_b"], self.num_steps)  # (pairs * steps, D)
+        text = lerp(f["text_a"], f["text_b"], self.num_steps)  # (pairs * steps, D)
         noise = f["noise"].repeat_interleave(self.num_steps, 0)  # one noise per row
         labels = [f"{a}  ->  {b}" for a, b in f["captions"]]
         return pl_module.sample(text, noise), self.num_steps, labels
@@ -154,13 +155,13 @@ class NoiseInterpolation(FixedInputFigure):
 
     def choose(self, trainer: L.Trainer, pl_module) -> dict:
         ex = trainer.datamodule.caption_examples(self.split, self.num_captions)
-        z = self.noise(2, pl_module.z_dim)
+        z = self.noise(pl_module, 2)
         return {"captions": ex["captions"], "text_emb": ex["text_emb"], "z_a": z[:1], "z_b": z[1:]}
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
         f = self.fixed
         rows = len(f["captions"])
-        noise = _lerp(f["z_a"], f["z_b"], self.num_steps).repeat(rows, 1)  # (rows * steps, z)
+        noise = lerp(f["z_a"], f["z_b"], self.num_steps).repeat(rows, 1)  # (rows * steps, z)
         text = f["text_emb"].repeat_interleave(self.num_steps, 0)
         return pl_module.sample(text, noise), self.num_steps, list(f["captions"])
 
@@ -180,7 +181,6 @@ class StyleTransferGrid(FixedInputFigure):
         num_captions: rows of generated images.
         query_split: split the query images come from (default: held-out test classes).
         caption_split: split the captions come from.
-        seed: unused (no noise: the styles come from the images); kept for a uniform interface.
     """
 
     key = "style_transfer"
@@ -192,9 +192,8 @@ class StyleTransferGrid(FixedInputFigure):
         num_captions: int = 4,
         query_split: str = "test",
         caption_split: str = "val",
-        seed: int = 0,
     ) -> None:
-        super().__init__(every_n_epochs, seed)
+        super().__init__(every_n_epochs)  # no noise: the styles come from the query images
         self.num_queries = num_queries
         self.num_captions = num_captions
         self.query_split = query_split

@@ -14,6 +14,8 @@ papers hold out classes; every body colour and every head colour still appears i
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -95,8 +97,7 @@ def caption(attrs: dict[str, str], template: int) -> str:
     """Fill caption template ``template`` with attribute words (``background`` as a phrase)."""
     words = dict(attrs)
     words["background"] = _BG_PHRASES[attrs["background"]]
-    text = _TEMPLATES[template][0].format(**words).replace(" a orange", " an orange")
-    text = text.replace("a orange", "an orange") if text.startswith("a orange") else text
+    text = re.sub(r"\ba orange\b", "an orange", _TEMPLATES[template][0].format(**words))
     return text[0].lower() + text[1:]
 
 

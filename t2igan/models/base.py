@@ -75,10 +75,6 @@ class TextToImageGAN(L.LightningModule):
             )
             self.generator_ema.requires_grad_(False)
 
-    def trainable_generator(self) -> nn.Module:
-        """The parameters the G optimiser updates (StackGAN-II excludes its frozen Stage-I)."""
-        return self.generator
-
     # ------------------------------------------------------- sampling interface
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
@@ -152,8 +148,7 @@ class TextToImageGAN(L.LightningModule):
         hp = self.hparams
         betas = (hp.beta1, hp.beta2)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
-        g_params = [p for p in self.trainable_generator().parameters() if p.requires_grad]
-        opt_g = torch.optim.Adam(g_params, lr=hp.lr, betas=betas)
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas)
         sched = [
             torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_decay_every, gamma=hp.lr_decay)
             for opt in (opt_d, opt_g)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import importlib
-import math
 from pathlib import Path
 
 import torch
@@ -31,15 +30,12 @@ from torch import nn
 
 from t2igan.losses import d_loss_matching_aware, g_loss_nonsaturating
 from t2igan.models.base import TextToImageGAN
-from t2igan.nn import init_dcgan_weights
+from t2igan.nn import doublings_from_4x4, init_dcgan_weights
 
 
 def _levels(image_size: int) -> int:
-    """Number of stride-2 (de)convolutions between 4x4 and ``image_size``."""
-    n = math.log2(image_size) - 2
-    if n != int(n) or n < 3:
-        raise ValueError(f"image_size must be a power of two >= 32, got {image_size}")
-    return int(n)
+    """Number of stride-2 (de)convolutions between 4x4 and ``image_size`` (>= 32)."""
+    return doublings_from_4x4(image_size, smallest=32)
 
 
 class ResidualBottleneck(nn.Module):

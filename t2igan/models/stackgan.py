@@ -26,7 +26,6 @@ fixes the whole picture. ``noise = [z, eps_1]`` (Stage-I) or ``[z, eps_1, eps_2]
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,15 +35,62 @@ from torch import nn
 
 from t2igan.losses import bce, d_loss_matching_aware, kl_divergence
 from t2igan.models.base import TextToImageGAN
-from t2igan.nn import ConditioningAugmentation, init_dcgan_weights
+from t2igan.nn import doublings_from_4x4, init_dcgan_weights
 
 
-def _levels(image_size: int, smallest: int = 16) -> int:
-    """Number of factor-2 steps between 4 x 4 and ``image_size``."""
-    n = math.log2(image_size) - 2
-    if n != int(n) or image_size < smallest:
-        raise ValueError(f"image_size must be a power of two >= {smallest}, got {image_size}")
-    return int(n)
+def _levels(image_size: int) -> int:
+    """Number of factor-2 steps between 4 x 4 and ``image_size`` (>= 16)."""
+    return doublings_from_4x4(image_size, smallest=16)
+
+
+# ------------------------------------------------------------- conditioning augmentation (Sec. 3.1)
+# The text embedding is mapped to the mean and log-variance of a diagonal Gaussian, and the
+# condition is a sample c = mu + eps * sigma: small changes of the text then cover a
+# neighbourhood of conditions instead of a point. Its KL term is t2igan.losses.kl_divergence.
+
+#: Activation after the linear layer: ``relu`` is StackGAN-Pytorch's (so ``mu >= 0`` and
+#: ``sigma >= 1``, a quirk of that code); ``leaky_relu`` (slope 0.2) the TensorFlow code's.
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+
+
+class ConditioningAugmentation(nn.Module):
+    """Text embedding -> ``(c, mu, logvar)`` with ``c = mu + eps * exp(logvar / 2)``.
+
+    One ``Linear(text_dim, 2 * condition_dim)`` and an activation; its output is split into
+    ``mu`` (first half) and ``logvar`` (second half), as in the authors' code.
+
+    Args:
+        text_dim: text embedding size.
+        condition_dim: size of the condition c (the paper's N_g; 128).
+        activation: ``relu`` (StackGAN-Pytorch, the default) or ``leaky_relu`` (the StackGAN TF
+            code's activation only: the second half is still read as the log-variance and eps is
+            an untruncated normal, where the TF code reads log sigma and truncates).
+    """
+
+    def __init__(self, text_dim: int = 1024, condition_dim: int = 128, activation: str = "relu"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown CA activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+            )
+        self.condition_dim = condition_dim
+        self.fc = nn.Linear(text_dim, 2 * condition_dim)
+        self.act = ACTIVATIONS[activation]()
+
+    def encode(self, text_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)``, each (B, condition_dim)."""
+        mu, logvar = self.act(self.fc(text_emb)).chunk(2, dim=1)
+        return mu, logvar
+
+    def forward(
+        self, text_emb: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(c, mu, logvar)``; ``eps`` (B, condition_dim) ~ N(0, I) is drawn when not given
+        (pass it to make a sample reproducible)."""
+        mu, logvar = self.encode(text_emb)
+        if eps is None:
+            eps = torch.randn_like(mu)
+        return mu + eps.to(mu) * torch.exp(0.5 * logvar), mu, logvar
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -444,7 +490,8 @@ class _StackedGAN(_CAConditioned):
             Stage2Discriminator(hp.condition_dim, hp.ndf, hp.image_size),
             init_linear=True,
         )  # fmt: skip
-        init_dcgan_weights(stage1_generator, linear=True)  # weights come from a checkpoint
+        # StackGAN trains Stage-I from this init; StackGANStage2 then loads Stage-I's checkpoint
+        init_dcgan_weights(stage1_generator, linear=True)
         self.stage1_generator = stage1_generator
         # noise = [z, eps_1, eps_2]: Stage-I's z and CA draw, then Stage-II's CA draw
         self._noise_split = [stage1_generator.z_dim, stage1_generator.ca.condition_dim,
@@ -614,7 +661,8 @@ class StackGAN(_StackedGAN):
         lr: Adam learning rate for every network.
         beta1: Adam beta1.
         beta2: Adam beta2.
-        stage1_lr_decay_every: Stage-I epochs between halvings (birds/flowers configs: 50).
+        stage1_lr_decay_every: Stage-I epochs between halvings (birds/flowers configs: 50; the
+            paper says 100).
         lr_decay_every: Stage-II epochs between halvings (100).
         lr_decay: learning-rate factor at each decay.
         ema_decay: if set, keep an EMA of Stage-II's G and sample from it (not in the paper).
