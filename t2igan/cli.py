@@ -9,7 +9,6 @@ t2igan generate --ckpt STYLE_RUN/checkpoints/last.ckpt --style-image bird.png --
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -17,12 +16,13 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from t2igan.classpath import import_class
 from t2igan.data import T2IDataModule
 from t2igan.data.download import download_main
 from t2igan.data.embed import embed_main
 from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
-from t2igan.models.base import TextToImageGAN
+from t2igan.models.base import TextToImageGAN, read_checkpoint
 
 
 class T2IGANCLI(LightningCLI):
@@ -51,12 +51,10 @@ def cli(args: list[str] | None = None) -> T2IGANCLI:
 
 def load_model(ckpt: str | Path, device: str = "cpu") -> TextToImageGAN:
     """Load any t2igan model from a checkpoint (the class is recorded in it)."""
-    meta = torch.load(ckpt, map_location="cpu", weights_only=False).get("t2igan")
-    if meta is None:
-        raise ValueError(f"{ckpt} is not a t2igan checkpoint (no 't2igan' entry)")
-    module, _, name = meta["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls.load_from_checkpoint(ckpt, map_location=device).eval()
+    how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
+    _, class_path = read_checkpoint(ckpt, "checkpoint", how)
+    cls = import_class(class_path, TextToImageGAN)
+    return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:

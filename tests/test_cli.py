@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from t2igan.callbacks import SampleGrid
-from t2igan.cli import cli, generate_main
+from t2igan.cli import cli, generate_main, load_model
 from t2igan.data import HashingEncoder
 from t2igan.models import GANINTCLS
 
@@ -175,6 +175,26 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
     for i in range(3):
         a = Image.open(out / f"c01_i{i:02d}.png").tobytes()
         assert a == Image.open(tmp_path / "again" / f"c00_i{i:02d}.png").tobytes()
+
+
+def test_load_model_names_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.ckpt does not exist: pass a checkpoint"):
+        load_model(tmp_path / "nope.ckpt")
+    bad = {
+        "plain.ckpt": ({"state_dict": {}}, "plain.ckpt is not a t2igan checkpoint"),
+        "encoder.ckpt": ({"t2igan": {"class_path": "t2igan.data.HashingEncoder"}},
+                         "HashingEncoder is not a TextToImageGAN subclass"),
+        "gone.ckpt": ({"t2igan": {"class_path": "t2igan.models.NoSuchGAN"}},
+                      "'t2igan.models.NoSuchGAN' does not name an importable class"),
+    }  # fmt: skip
+    for name, (content, message) in bad.items():
+        torch.save(content, tmp_path / name)
+        with pytest.raises(ValueError, match=message):
+            load_model(tmp_path / name)
+    # Checkpoints load with weights_only=True: one that would run code when unpickled is refused.
+    torch.save({"t2igan": {"class_path": "t2igan.models.GANINTCLS"}, "x": Path}, tmp_path / "c")
+    with pytest.raises(Exception, match="weights_only"):
+        load_model(tmp_path / "c")
 
 
 def test_bf16_mixed_fit(data_root):

@@ -80,3 +80,32 @@ def test_variants_by_flags(cls_weight, interp_weight, tiny_dm):
     seen.clear()
     model.generator_loss(batch)
     assert seen == [12 if interp_weight else 8]  # B real + B/2 interpolated texts
+
+
+@pytest.mark.parametrize("beta,extrapolate", [(0.25, False), (0.5, True)])
+def test_generator_loss_draws_the_configured_interpolations(beta, extrapolate, tiny_dm):
+    """Through the model: the B/2 extra texts G receives lie on the line through each pair of
+    captions (first half with second half), at ``interp_beta``; with ``interp_extrapolate``
+    the effective beta spreads over [beta - 1, beta + 1] and leaves [0, 1]."""
+    torch.manual_seed(0)
+    model = GANINTCLS(text_dim=tiny_dm.text_dim, image_size=32, ngf=8, ndf=8,
+                      interp_beta=beta, interp_extrapolate=extrapolate)  # fmt: skip
+    batch = next(iter(tiny_dm.train_dataloader()))
+    seen = []
+    model.generator.register_forward_pre_hook(lambda m, args: seen.append(args[1]))
+    model.generator_loss(batch)
+    (text,) = seen
+    real = batch["text_emb"]
+    h = len(real) // 2
+    t1, t2 = real[:h], real[h : 2 * h]
+    assert torch.equal(text[: len(real)], real)
+    interp = text[len(real) :]
+    assert len(interp) == h
+    diff = t1 - t2
+    eff = ((interp - t2) * diff).sum(1) / diff.pow(2).sum(1)  # effective beta of each pair
+    assert torch.allclose(interp, t2 + eff[:, None] * diff, atol=1e-5)  # on the line
+    if not extrapolate:
+        assert torch.allclose(eff, torch.full_like(eff, beta), atol=1e-5)
+    else:
+        assert (eff >= beta - 1 - 1e-5).all() and (eff <= beta + 1 + 1e-5).all()
+        assert ((eff < 0) | (eff > 1)).any() and eff.std() > 0.1

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from t2igan.classpath import import_class
+
 log = logging.getLogger(__name__)
 
 
@@ -54,9 +56,7 @@ class TextEncoder(ABC):
 
 def encoder_from_spec(spec: dict) -> TextEncoder:
     """Rebuild a text encoder from :meth:`TextEncoder.spec`."""
-    module, _, name = spec["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(**spec.get("init_args", {}))
+    return import_class(spec["class_path"], TextEncoder)(**spec.get("init_args", {}))
 
 
 def _bundled_minilm() -> str | None:

@@ -14,6 +14,7 @@ The public sampling interface that callbacks and ``t2igan generate`` use:
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -33,6 +34,19 @@ def _numpy_state(state: dict | None = None):
                 "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
     keys = state["keys"].numpy().astype(np.uint32)
     return ("MT19937", keys, state["pos"], state["has_gauss"], state["cached"])
+
+
+def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict, str]:
+    """``(checkpoint, class_path)`` of a t2igan checkpoint, loaded on the CPU with
+    ``weights_only=True`` (tensors and plain data only: no code runs from the file). Errors name
+    the file; a missing one also says ``how_to_get`` it. ``what`` names the argument."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist: {how_to_get}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ckpt.get("t2igan") if isinstance(ckpt, dict) else None
+    if meta is None:
+        raise ValueError(f"{path} is not a t2igan checkpoint (no 't2igan' entry)")
+    return ckpt, meta["class_path"]
 
 
 class TextToImageGAN(L.LightningModule):

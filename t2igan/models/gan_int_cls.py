@@ -22,14 +22,13 @@ network S) and :class:`StyleEncoderGAN` (S trained with a frozen, trained GAN on
 from __future__ import annotations
 
 import contextvars
-import importlib
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from t2igan.classpath import import_class
 from t2igan.losses import d_loss_matching_aware, g_loss_nonsaturating
-from t2igan.models.base import TextToImageGAN
+from t2igan.models.base import TextToImageGAN, read_checkpoint
 from t2igan.nn import doublings_from_4x4, init_dcgan_weights
 
 
@@ -283,10 +282,7 @@ def style_loss(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
 
 
 def _build_gan(class_path: str, init_args: dict) -> TextToImageGAN:
-    module, _, name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    if not (isinstance(cls, type) and issubclass(cls, TextToImageGAN)):
-        raise ValueError(f"{class_path} is not a t2igan model (TextToImageGAN subclass)")
+    cls = import_class(class_path, TextToImageGAN)
     # Built in an empty context: under LightningCLI, Lightning hands the *outer* model's config
     # to every save_hyperparameters() call made while it is constructed (through a context
     # variable), which would give the inner GAN the wrong hparams (and drop its EMA).
@@ -295,23 +291,17 @@ def _build_gan(class_path: str, init_args: dict) -> TextToImageGAN:
 
 def _read_gan_checkpoint(path: str) -> tuple[dict, dict]:
     """``({"class_path", "init_args"}, state_dict)`` of a t2igan GAN checkpoint."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"generator_ckpt {path} does not exist: pass the checkpoint of a trained GAN, e.g. "
-            "--model.init_args.generator_ckpt runs/quickstart/checkpoints/last.ckpt"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ckpt.get("t2igan")
-    if meta is None:
-        raise ValueError(f"{path} is not a t2igan checkpoint (no 't2igan' entry)")
-    if meta["class_path"].endswith(".StyleEncoderGAN"):
+    how = ("pass the checkpoint of a trained GAN, e.g. "
+           "--model.init_args.generator_ckpt runs/quickstart/checkpoints/last.ckpt")  # fmt: skip
+    ckpt, class_path = read_checkpoint(path, "generator_ckpt", how)
+    if class_path.endswith(".StyleEncoderGAN"):
         # Retraining S on top of a style checkpoint: take the GAN it carries.
         gan = ckpt["hyper_parameters"]["gan"]
         state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("gan.")}
         return gan, state
     # LightningCLI adds private keys (``_instantiator``, ``_class_path``): not constructor args.
     init_args = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-    return {"class_path": meta["class_path"], "init_args": init_args}, ckpt["state_dict"]
+    return {"class_path": class_path, "init_args": init_args}, ckpt["state_dict"]
 
 
 class StyleEncoderGAN(TextToImageGAN):
