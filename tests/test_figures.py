@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from PIL import Image
 
-from t2igan.callbacks import CaptionInterpolation, NoiseInterpolation, StyleTransferGrid
+from t2igan.callbacks import (
+    CaptionInterpolation,
+    NoiseInterpolation,
+    SampleGrid,
+    StageSamples,
+    StyleTransferGrid,
+)
 from t2igan.models import GANINTCLS, StyleEncoderGAN
 
 from .conftest import tiny_datamodule
@@ -112,13 +119,27 @@ def test_figures_draw_on_rank_zero_only(gan_ckpt, data_root, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_style_transfer_grid_skips_models_without_style_encoder(data_root, tmp_path):
+@pytest.mark.parametrize(("figure", "key", "needs"), [
+    (StyleTransferGrid(num_queries=2, num_captions=2), "style_transfer", "encode_style"),
+    (StageSamples(num_captions=2, num_samples=2), "stages", "sample_stages"),
+])  # fmt: skip
+def test_figures_skip_models_without_what_they_need(figure, key, needs, data_root, tmp_path):
     dm = tiny_datamodule(data_root)
     gan = GANINTCLS(text_dim=dm.text_dim, image_size=32, z_dim=8, ngf=8, ndf=8)
-    style = StyleTransferGrid(num_queries=2, num_captions=2)
-    with pytest.warns(UserWarning, match="no style encoder"):
-        _trainer(tmp_path, [style], 1).fit(gan, datamodule=dm)
-    assert style.fixed is None and not (tmp_path / "style_transfer").exists()
+    trainer = _trainer(tmp_path, [figure, SampleGrid(num_captions=2, num_samples=2)], 2)
+    with pytest.warns(UserWarning, match=f"GANINTCLS has no `{needs}`") as warned:
+        trainer.fit(gan, datamodule=dm)
+    assert sum(needs in str(w.message) for w in warned) == 1  # once, not every epoch
+    assert figure.fixed is None and not (tmp_path / key).exists()
+    assert (tmp_path / "samples" / "epoch_0001.png").is_file()  # the other figures still draw
+
+
+def _eventually(check, timeout: float = 30.0) -> bool:
+    """Poll ``check`` until true or ``timeout`` s: W&B may still be writing after ``finish``."""
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return check()
 
 
 def test_figures_reach_tensorboard_csv_and_wandb_offline(
@@ -154,11 +175,15 @@ def test_figures_reach_tensorboard_csv_and_wandb_offline(
     assert "train/style_loss" in header
     # W&B offline run directory: the images and the metrics (in the run's record file)
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
-    media = [p.name for p in (run_dir / "files" / "media" / "images").glob("*.png")]
-    for key in KEYS:
-        assert sum(name.startswith(key) for name in media) == 2
-    records = next(run_dir.glob("run-*.wandb")).read_bytes()
-    assert b"train/style_loss" in records and b"train/lr" in records
+
+    def media(key: str) -> int:
+        return len(list((run_dir / "files" / "media" / "images").glob(f"{key}_*.png")))
+
+    def records() -> bytes:
+        return b"".join(p.read_bytes() for p in run_dir.glob("run-*.wandb"))
+
+    assert _eventually(lambda: all(media(key) == 2 for key in KEYS)), [media(k) for k in KEYS]
+    assert _eventually(lambda: b"train/style_loss" in records() and b"train/lr" in records())
 
 
 def test_resume_keeps_the_fixed_inputs(gan_ckpt, data_root, tmp_path):

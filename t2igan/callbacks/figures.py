@@ -1,4 +1,5 @@
-"""Shared plumbing for figure callbacks: where a run's figures go and how they reach loggers."""
+"""Shared plumbing for figure callbacks: the base class of every figure drawn from fixed inputs,
+where a run's figures go, and how they reach loggers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
@@ -51,3 +53,73 @@ def save_and_log(trainer: L.Trainer, key: str, image: Image.Image, caption: str,
         elif isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[image], caption=[caption])
     return path
+
+
+class FixedInputFigure(L.Callback):
+    """Base class: every ``every_n_epochs`` epochs, draw a figure from inputs chosen once.
+
+    The inputs (captions, noise, query images) are chosen on the first epoch the figure is drawn
+    and kept in the callback's checkpoint state, so a resumed run continues the same figure. It
+    draws on rank 0 only, saves ``<run>/<key>/epoch_XXXX.png`` and logs it to every logger that
+    takes images, with the captions written at the right of each row and in the logged caption.
+
+    Subclasses set ``key`` and implement :meth:`choose` (the fixed inputs, a dict of tensors and
+    strings) and :meth:`draw` (images, images per row, row labels). A figure that needs a model
+    method beyond ``sample_noise`` and ``sample`` names it in ``needs``; on a model without it,
+    the figure warns once and draws nothing.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        seed: seed of the fixed noise.
+    """
+
+    key = "figure"
+    needs: str | None = None
+
+    def __init__(self, every_n_epochs: int = 1, seed: int = 0) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.seed = seed
+        self.fixed: dict | None = None
+        self._warned = False
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        raise NotImplementedError
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        raise NotImplementedError
+
+    def supports(self, pl_module) -> bool:
+        """Whether the model has what this figure needs (warns once when it does not)."""
+        if self.needs is None or hasattr(pl_module, self.needs):
+            return True
+        if not self._warned:
+            rank_zero_warn(
+                f"{type(self).__name__}: {type(pl_module).__name__} has no `{self.needs}`; "
+                f"no {self.key} figure is drawn"
+            )
+            self._warned = True
+        return False
+
+    def noise(self, pl_module, n: int) -> torch.Tensor:
+        """``n`` fixed noise vectors drawn by the model from this callback's seed (independent
+        of the global RNG), kept on the CPU with the other fixed inputs."""
+        g = torch.Generator().manual_seed(self.seed)
+        return pl_module.sample_noise(n, generator=g).cpu()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
+            return
+        if not self.supports(pl_module):
+            return
+        if self.fixed is None:
+            self.fixed = self.choose(trainer, pl_module)
+        images, nrow, labels = self.draw(pl_module)
+        grid = labelled_grid(images, nrow, labels)
+        caption = " | ".join(labels)
+        save_and_log(trainer, self.key, grid, caption, f"epoch_{trainer.current_epoch:04d}")
+
+    def state_dict(self) -> dict:
+        return {"fixed": self.fixed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.fixed = state_dict["fixed"]

@@ -1,74 +1,16 @@
 """The figures of Reed et al. 2016 as callbacks: caption interpolation (Figure 8, left), noise
 interpolation at a fixed caption, and style transfer from real query images (Figure 6).
 
-Each callback chooses its inputs (captions, noise, query images) once, on the first epoch it
-draws, and keeps them in its checkpoint state, so a resumed run continues the same figure. It
-draws on rank 0 only, saves ``<run>/<key>/epoch_XXXX.png`` and logs it to every logger that takes
-images, with the captions written at the right of each row and in the logged caption. Models are
-reached only through their public interface (``sample_noise``, ``sample``, and for style
-transfer ``encode_style``), so every t2igan model gets the same figures.
+Each is a :class:`~t2igan.callbacks.figures.FixedInputFigure` and reaches models only through
+their public interface (``sample_noise``, ``sample``, and for style transfer ``encode_style``).
 """
 
 from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
-from t2igan.callbacks.figures import labelled_grid, save_and_log
-
-
-class FixedInputFigure(L.Callback):
-    """Base class: every ``every_n_epochs`` epochs, draw a figure from inputs chosen once.
-
-    Subclasses set ``key`` and implement :meth:`choose` (the fixed inputs, a dict of tensors and
-    strings) and :meth:`draw` (images, images per row, row labels).
-
-    Args:
-        every_n_epochs: epochs between figures.
-        seed: seed of the fixed noise.
-    """
-
-    key = "figure"
-
-    def __init__(self, every_n_epochs: int = 1, seed: int = 0) -> None:
-        self.every_n_epochs = every_n_epochs
-        self.seed = seed
-        self.fixed: dict | None = None
-
-    def choose(self, trainer: L.Trainer, pl_module) -> dict:
-        raise NotImplementedError
-
-    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
-        raise NotImplementedError
-
-    def supports(self, pl_module) -> bool:
-        """Whether the model has what this figure needs."""
-        return True
-
-    def noise(self, pl_module, n: int) -> torch.Tensor:
-        """``n`` fixed noise vectors drawn by the model from this callback's seed (independent
-        of the global RNG), kept on the CPU with the other fixed inputs."""
-        g = torch.Generator().manual_seed(self.seed)
-        return pl_module.sample_noise(n, generator=g).cpu()
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
-            return
-        if not self.supports(pl_module):
-            return
-        if self.fixed is None:
-            self.fixed = self.choose(trainer, pl_module)
-        images, nrow, labels = self.draw(pl_module)
-        grid = labelled_grid(images, nrow, labels)
-        caption = " | ".join(labels)
-        save_and_log(trainer, self.key, grid, caption, f"epoch_{trainer.current_epoch:04d}")
-
-    def state_dict(self) -> dict:
-        return {"fixed": self.fixed}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.fixed = state_dict["fixed"]
+from t2igan.callbacks.figures import FixedInputFigure
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
@@ -184,6 +126,7 @@ class StyleTransferGrid(FixedInputFigure):
     """
 
     key = "style_transfer"
+    needs = "encode_style"
 
     def __init__(
         self,
@@ -198,18 +141,6 @@ class StyleTransferGrid(FixedInputFigure):
         self.num_captions = num_captions
         self.query_split = query_split
         self.caption_split = caption_split
-        self._warned = False
-
-    def supports(self, pl_module) -> bool:
-        if hasattr(pl_module, "encode_style"):
-            return True
-        if not self._warned:
-            rank_zero_warn(
-                f"StyleTransferGrid: {type(pl_module).__name__} has no style encoder "
-                "(encode_style); no style-transfer figure is drawn"
-            )
-            self._warned = True
-        return False
 
     def choose(self, trainer: L.Trainer, pl_module) -> dict:
         dm = trainer.datamodule

@@ -5,17 +5,15 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from t2igan.callbacks.figures import labelled_grid, save_and_log
+from t2igan.callbacks.figures import FixedInputFigure
 
 
-class SampleGrid(L.Callback):
-    """Every ``every_n_epochs`` epochs, draw one row per fixed caption and one column per fixed
-    noise vector (so a column shares its "style"), save it as
-    ``<run>/samples/epoch_XXXX.png`` and log it to every logger that takes images.
-
-    The captions (half from the validation split, half from the held-out test split, whose
-    classes are never trained on) and the noise are chosen once and kept in the callback's
-    checkpoint state, so a resumed run continues the same figure. Runs on rank 0 only.
+class SampleGrid(FixedInputFigure):
+    """One row per fixed caption and one column per fixed noise vector (so a column shares its
+    "style"), drawn every ``every_n_epochs`` epochs to ``<run>/samples/epoch_XXXX.png`` and every
+    image logger. The captions come half from the validation split, half from the held-out test
+    split (whose classes are never trained on); like the noise, they are chosen once and kept in
+    the checkpoint (:class:`~t2igan.callbacks.figures.FixedInputFigure`).
 
     Args:
         every_n_epochs: epochs between grids.
@@ -25,6 +23,8 @@ class SampleGrid(L.Callback):
         seed: seed of the fixed noise.
     """
 
+    key = "samples"
+
     def __init__(
         self,
         every_n_epochs: int = 1,
@@ -33,45 +33,25 @@ class SampleGrid(L.Callback):
         splits: tuple[str, ...] = ("val", "test"),
         seed: int = 0,
     ) -> None:
-        self.every_n_epochs = every_n_epochs
+        super().__init__(every_n_epochs, seed)
         self.num_captions = num_captions
         self.num_samples = num_samples
         self.splits = splits
-        self.seed = seed
-        self.fixed: dict | None = None
 
-    def _choose(self, trainer: L.Trainer, pl_module) -> dict:
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
         per_split = -(-self.num_captions // len(self.splits))
-        captions, text = [], []
-        for split in self.splits:
-            ex = trainer.datamodule.caption_examples(split, per_split)
-            captions += ex["captions"]
-            text.append(ex["text_emb"])
-        captions = captions[: self.num_captions]
-        g = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(self.num_samples, pl_module.z_dim, generator=g)
-        return {"captions": captions, "text_emb": torch.cat(text)[: self.num_captions],
-                "noise": noise}  # fmt: skip
+        ex = [trainer.datamodule.caption_examples(split, per_split) for split in self.splits]
+        return {
+            "captions": [c for e in ex for c in e["captions"]][: self.num_captions],
+            "text_emb": torch.cat([e["text_emb"] for e in ex])[: self.num_captions],
+            "noise": self.noise(pl_module, self.num_samples),
+        }
 
-    def draw(self, pl_module) -> torch.Tensor:
-        """(rows * cols, 3, H, W) samples for the fixed captions and noise."""
+    def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every fixed caption with every fixed noise: (rows * cols, D) text, (rows * cols, z)."""
         f = self.fixed
         rows, cols = len(f["captions"]), len(f["noise"])
-        text = f["text_emb"].repeat_interleave(cols, 0)
-        noise = f["noise"].repeat(rows, 1)
-        return pl_module.sample(text, noise)
+        return f["text_emb"].repeat_interleave(cols, 0), f["noise"].repeat(rows, 1)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.is_global_zero:
-            return
-        if self.fixed is None:
-            self.fixed = self._choose(trainer, pl_module)
-        grid = labelled_grid(self.draw(pl_module), len(self.fixed["noise"]), self.fixed["captions"])
-        caption = " | ".join(self.fixed["captions"])
-        save_and_log(trainer, "samples", grid, caption, f"epoch_{trainer.current_epoch:04d}")
-
-    def state_dict(self) -> dict:
-        return {"fixed": self.fixed}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.fixed = state_dict["fixed"]
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        return pl_module.sample(*self.inputs()), len(self.fixed["noise"]), self.fixed["captions"]
