@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.classpath import import_class
 from t2igan.data import T2IDataModule
 from t2igan.data.download import download_main
@@ -44,6 +45,7 @@ def cli(args: list[str] | None = None) -> T2IGANCLI:
         subclass_mode_model=True,
         # GANs own two optimisers: a --optimizer would silently replace them, so there is none.
         auto_configure_optimizers=False,
+        save_config_callback=SaveRunConfig,  # also sends the whole config to W&B loggers
         save_config_kwargs={"overwrite": True},
         args=args,
     )

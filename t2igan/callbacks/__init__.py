@@ -6,16 +6,16 @@ from t2igan.callbacks.interpolation import (
     NoiseInterpolation,
     StyleTransferGrid,
 )
-from t2igan.callbacks.run_config import LogRunConfig
+from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.callbacks.samples import SampleGrid
 from t2igan.callbacks.stages import StageSamples
 
 __all__ = [
     "CaptionConsistency",
     "CaptionInterpolation",
-    "LogRunConfig",
     "NoiseInterpolation",
     "SampleGrid",
+    "SaveRunConfig",
     "StageSamples",
     "StyleTransferGrid",
 ]
