@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from t2igan.cli import load_model
-from t2igan.models import GANINTCLS, StackGANStage1, StackGANStage2
+from t2igan.models import GANINTCLS, StackGAN, StackGANStage1, StackGANStage2
 
 from .conftest import tiny_datamodule
 
@@ -36,9 +36,29 @@ MODELS = {
         stage1=dict(z_dim=16, text_dim=dm.text_dim, condition_dim=8, ngf=4,
                     image_size=dm.image_size // 4, ca_activation="relu"),
     ),
+    # Both stages in one module, once in each phase: Stage-I (the first stage1_epochs epochs,
+    # on the data downsampled to image_size / 4), then Stage-II on the frozen Stage-I (with the
+    # EMA of Stage-II's G, which only Stage-II trains).
+    "stackgan": lambda dm: _tiny_stackgan(dm),
+    "stackgan_in_stage2": lambda dm: _in_stage2(_tiny_stackgan(dm, ema_decay=0.9)),
 }  # fmt: skip
 #: Image size each model trains at in the contract run (default 32).
-IMAGE_SIZE: dict[str, int] = {"stackgan_stage2": 64}
+IMAGE_SIZE: dict[str, int] = {"stackgan_stage2": 64, "stackgan": 64, "stackgan_in_stage2": 64}
+#: The networks a case trains when they are not ``generator`` / ``discriminator``: the one-run
+#: StackGAN trains Stage-I's pair during its Stage-I phase (its ``generator`` is Stage-II's).
+TRAINED: dict[str, tuple[str, str]] = {"stackgan": ("stage1_generator", "stage1_discriminator")}
+
+
+def _tiny_stackgan(dm, **kwargs) -> StackGAN:
+    return StackGAN(
+        text_dim=dm.text_dim, image_size=dm.image_size, z_dim=16, condition_dim=8, stage1_ngf=4,
+        stage1_ndf=8, ngf=8, ndf=4, num_residual=1, text_encoder=dm.text_encoder_spec, **kwargs,
+    )  # fmt: skip
+
+
+def _in_stage2(model: StackGAN) -> StackGAN:
+    model.start_stage2()
+    return model
 
 
 @pytest.fixture(params=list(MODELS))
@@ -47,6 +67,20 @@ def setup(request, data_root):
     dm = tiny_datamodule(data_root, image_size=IMAGE_SIZE.get(name, 32))
     L.seed_everything(0)
     return name, MODELS[name](dm), dm
+
+
+def _networks(name: str, model) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The generator and discriminator that ``model`` trains now."""
+    g, d = TRAINED.get(name, ("generator", "discriminator"))
+    return getattr(model, g), getattr(model, d)
+
+
+def _optimiser_of(network: torch.nn.Module, optimisers) -> torch.optim.Optimizer:
+    """The one optimiser that steps exactly ``network``'s parameters."""
+    params = {id(p) for p in network.parameters()}
+    (opt,) = [o for o in optimisers
+              if {id(p) for g in o.param_groups for p in g["params"]} == params]  # fmt: skip
+    return opt
 
 
 def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -81,27 +115,30 @@ def test_sample_shape_range_finite(setup):
 
 def test_one_training_step_moves_both_networks(setup, tmp_path):
     name, model, dm = setup
-    g0, d0 = _snapshot(model.generator), _snapshot(model.discriminator)
+    generator, discriminator = _networks(name, model)
+    g0, d0 = _snapshot(generator), _snapshot(discriminator)
     _fit(model, dm, 1, tmp_path)
-    assert _changed(g0, model.generator) and _changed(d0, model.discriminator)
+    assert _changed(g0, generator) and _changed(d0, discriminator)
 
 
 def test_d_step_leaves_g_and_g_step_leaves_d(setup):
     name, model, dm = setup
     batch = next(iter(dm.train_dataloader()))
-    opt_d, opt_g = (o for o in model.configure_optimizers()[0])
-    g0, d0 = _snapshot(model.generator), _snapshot(model.discriminator)
+    generator, discriminator = _networks(name, model)
+    optimisers = model.configure_optimizers()[0]
+    opt_d, opt_g = _optimiser_of(discriminator, optimisers), _optimiser_of(generator, optimisers)
+    g0, d0 = _snapshot(generator), _snapshot(discriminator)
     # D step: only D's optimiser steps; G's parameters must not move.
     opt_d.zero_grad()
     model.discriminator_loss(batch)[0].backward()
     opt_d.step()
-    assert not _changed(g0, model.generator) and _changed(d0, model.discriminator)
+    assert not _changed(g0, generator) and _changed(d0, discriminator)
     # G step: only G's optimiser steps; D's parameters must not move.
-    d1 = _snapshot(model.discriminator)
+    d1 = _snapshot(discriminator)
     opt_g.zero_grad()
     model.generator_loss(batch)[0].backward()
     opt_g.step()
-    assert _changed(g0, model.generator) and not _changed(d1, model.discriminator)
+    assert _changed(g0, generator) and not _changed(d1, discriminator)
 
 
 def test_ema_is_frozen_and_follows_g(setup, tmp_path):

@@ -1,19 +1,31 @@
-"""StackGAN specifics: the authors' network sizes, conditioning augmentation, the frozen Stage-I,
-both stages through the CLI, and resuming in the middle of Stage-II."""
+"""StackGAN specifics: the authors' network sizes, conditioning augmentation, the losses against
+hand-computed values, the frozen Stage-I, both stages through the CLI, and resuming in the middle
+of Stage-II."""
 
 from __future__ import annotations
+
+import inspect
+import math
 
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from PIL import Image
+from torch import nn
 
 from t2igan.callbacks import CaptionInterpolation, NoiseInterpolation, SampleGrid, StageSamples
 from t2igan.cli import cli, generate_main
 from t2igan.losses import kl_divergence
 from t2igan.models import StackGAN, StackGANStage1, StackGANStage2
-from t2igan.models.stackgan import ConditioningAugmentation, read_stage1_checkpoint
+from t2igan.models.stackgan import (
+    ConditioningAugmentation,
+    Stage2Discriminator,
+    read_stage1_checkpoint,
+    stackgan_d_loss,
+    stackgan_g_loss,
+)
 
 from .conftest import ROOT, TINY_DATA, tiny_datamodule
 
@@ -110,6 +122,139 @@ def test_kl_divergence_is_the_mean_gaussian_kl_and_nonnegative():
         assert kl_divergence(torch.randn(4, 8) * 3, torch.randn(4, 8) * 3) >= 0
 
 
+# ------------------------------------------------------------------ losses by hand
+# architectures.md 3.5 (StackGAN-Pytorch utils.py): with BCE on probabilities p = sigmoid(logit),
+#   Stage-I  errD = real + (wrong + fake) / 2
+#   Stage-II errD = (real_c + real_u) / 2 + (fake_c + wrong_c + fake_u) / 3   (no wrong_u)
+#   errG = BCE(D_c(fake), 1) [+ BCE(D_u(fake), 1)] + 2.0 KL,
+#   KL = mean over batch and dims of -(1 + logvar - mu^2 - exp(logvar)) / 2   (3.2)
+# A stand-in D outputs chosen probabilities, so each BCE term is -log p or -log(1 - p). They are
+# all different, so that a wrong weight, a missing or extra term, or a swapped label changes
+# the loss.
+P_COND = {"real": 0.8, "wrong": 0.3, "fake": 0.4}  # BCE: -log .8 (r), -log .7 (w), -log .6 (f)
+P_UNCOND = {"real": 0.9, "wrong": 0.99, "fake": 0.25}  # -log .9 (r_u), -log .75 (f_u)
+LOG = math.log
+D1_BY_HAND = -LOG(0.8) + (-LOG(0.7) - LOG(0.6)) / 2
+D2_BY_HAND = (-LOG(0.8) - LOG(0.9)) / 2 + (-LOG(0.6) - LOG(0.7) - LOG(0.75)) / 3
+G1_ADVERSARIAL, G2_ADVERSARIAL = -LOG(0.4), -LOG(0.4) - LOG(0.25)
+# KL elements: (mu 1, logvar 0) 1/2; (0, log 2) (1 - log 2)/2; (0, -log 2) (log 2 - 1/2)/2; (0, 0)
+# 0: they sum to 3/4, so the mean over the 2 x 2 entries is 3/16.
+MU = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+LOGVAR = torch.tensor([[0.0, LOG(2)], [-LOG(2), 0.0]])
+KL_BY_HAND = 3 / 16
+
+
+class FixedD(nn.Module):
+    """A stand-in discriminator that recognises the real and the wrong images it is given and
+    answers the probabilities of ``P_COND`` (and of ``P_UNCOND`` with an unconditional head) as
+    logits; any other input is a fake. It records what it was called with."""
+
+    def __init__(self, real: torch.Tensor, wrong: torch.Tensor, unconditional: bool) -> None:
+        super().__init__()
+        self.real, self.wrong, self.unconditional = real, wrong, unconditional
+        self.calls: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, images: torch.Tensor, condition: torch.Tensor):
+        kind = ("real" if torch.equal(images, self.real)
+                else "wrong" if torch.equal(images, self.wrong) else "fake")  # fmt: skip
+        self.calls.append((kind, images, condition))
+        logits = {k: torch.full((len(images),), LOG(p / (1 - p))) for k, p in P_COND.items()}
+        uncond = {k: torch.full((len(images),), LOG(p / (1 - p))) for k, p in P_UNCOND.items()}
+        return logits[kind], uncond[kind] if self.unconditional else None
+
+
+@pytest.mark.parametrize("unconditional", [False, True], ids=["stage1", "stage2"])
+def test_d_loss_is_the_authors_weighting(unconditional):
+    real, wrong, fake = torch.randn(3, 4, 3, 8, 8)  # three batches of four images
+    condition = torch.randn(4, 8)
+    d = FixedD(real, wrong, unconditional)
+    loss, logs = stackgan_d_loss(d, real, wrong, fake, condition)
+    assert loss.item() == pytest.approx(D2_BY_HAND if unconditional else D1_BY_HAND, rel=1e-6)
+    assert [kind for kind, _, _ in d.calls] == ["real", "wrong", "fake"]  # three separate passes
+    assert all(c is condition for _, _, c in d.calls)
+    assert {k: v.item() for k, v in logs.items()} == pytest.approx(
+        {"train/d_real": 0.8, "train/d_wrong": 0.3, "train/d_fake": 0.4}
+    )
+
+
+def test_kl_by_hand():
+    assert kl_divergence(MU, LOGVAR).item() == pytest.approx(KL_BY_HAND, rel=1e-6)
+
+
+@pytest.mark.parametrize("unconditional", [False, True], ids=["stage1", "stage2"])
+def test_g_loss_adds_the_weighted_kl_and_sees_mu_detached(unconditional):
+    fake = torch.randn(2, 3, 8, 8)
+    mu, logvar = MU.clone().requires_grad_(), LOGVAR.clone().requires_grad_()
+    d = FixedD(torch.zeros(0), torch.zeros(0), unconditional)
+    loss, logs = stackgan_g_loss(d, fake, mu, logvar, kl_weight=2.0)
+    adversarial = G2_ADVERSARIAL if unconditional else G1_ADVERSARIAL
+    assert loss.item() == pytest.approx(adversarial + 2.0 * KL_BY_HAND, rel=1e-6)
+    assert logs["train/kl"].item() == pytest.approx(KL_BY_HAND, rel=1e-6)
+    ((_, _, condition),) = d.calls
+    assert torch.equal(condition, MU) and not condition.requires_grad  # D sees mu.detach()
+    # only the KL reaches the CA statistics: d(2 KL)/d mu = 2 mu / 4, d/d logvar = (e^lv - 1) / 4
+    loss.backward()
+    assert torch.allclose(mu.grad, MU / 2)
+    assert torch.allclose(logvar.grad, (LOGVAR.exp() - 1) / 4)
+
+
+def test_kl_weight_defaults_to_the_authors_coefficient():
+    for cls in (StackGANStage1, StackGANStage2, StackGAN):
+        assert inspect.signature(cls).parameters["kl_weight"].default == 2.0, cls.__name__
+
+
+def _stackgan_case(case: str):
+    """``(model, trained G, name of trained D, data side, side D sees)`` for each phase of each
+    class, on 32-d text, with KL weight 3 (so the loss must read it from the model)."""
+    stage1 = dict(z_dim=8, text_dim=32, condition_dim=8, ngf=4, image_size=16,
+                  ca_activation="relu")  # fmt: skip
+    if case == "stage1":
+        model = StackGANStage1(text_dim=32, image_size=16, kl_weight=3.0, **TINY_STAGE1)
+        return model, model.generator, "discriminator", 16, 16
+    if case == "stage2":
+        model = StackGANStage2(text_dim=32, image_size=64, kl_weight=3.0, stage1=stage1,
+                               **TINY_STAGE2)  # fmt: skip
+        return model, model.generator, "discriminator", 64, 64
+    model = StackGAN(text_dim=32, image_size=64, z_dim=8, condition_dim=8, stage1_ngf=4,
+                     stage1_ndf=4, ngf=8, ndf=4, num_residual=1, kl_weight=3.0)  # fmt: skip
+    if case == "one_run_stage1":
+        return model, model.stage1_generator, "stage1_discriminator", 64, 16
+    model.start_stage2()
+    return model, model.generator, "discriminator", 64, 64
+
+
+@pytest.mark.parametrize("case", ["stage1", "stage2", "one_run_stage1", "one_run_stage2"])
+def test_models_feed_the_losses_their_batch(case):
+    """Each model's D and G losses on a batch are the hand values: D sees the batch's real and
+    wrong images (area-downsampled in the one-run model's Stage-I), the fakes detached and the
+    trained G's CA mean; G's loss adds ``kl_weight`` times the KL of that G's CA."""
+    torch.manual_seed(0)
+    model, generator, d_name, data_side, side = _stackgan_case(case)
+    unconditional = isinstance(getattr(model, d_name), Stage2Discriminator)  # Stage-II's D
+    batch = {"text_emb": torch.randn(4, 32),
+             "images": torch.rand(4, 3, data_side, data_side) * 2 - 1,
+             "wrong_images": torch.rand(4, 3, data_side, data_side) * 2 - 1}  # fmt: skip
+    seen = {k: F.interpolate(batch[k], size=side, mode="area") for k in ("images", "wrong_images")}
+    d = FixedD(seen["images"], seen["wrong_images"], unconditional)
+    setattr(model, d_name, d)
+    mu, logvar = generator.ca.encode(batch["text_emb"])
+
+    d_loss, _ = model.discriminator_loss(batch)
+    assert d_loss.item() == pytest.approx(D2_BY_HAND if unconditional else D1_BY_HAND, rel=1e-6)
+    assert [kind for kind, _, _ in d.calls] == ["real", "wrong", "fake"]
+    _, fake, _ = d.calls[2]
+    assert fake.shape == (4, 3, side, side) and not fake.requires_grad
+    assert all(torch.equal(c, mu) and not c.requires_grad for _, _, c in d.calls)
+
+    d.calls.clear()
+    g_loss, _ = model.generator_loss(batch)
+    adversarial = G2_ADVERSARIAL if unconditional else G1_ADVERSARIAL
+    expected = adversarial + 3.0 * kl_divergence(mu, logvar).item()
+    assert g_loss.item() == pytest.approx(expected, rel=1e-6)
+    ((kind, fake, _),) = d.calls
+    assert kind == "fake" and fake.requires_grad  # G's loss reaches G through its images
+
+
 # ------------------------------------------------------------------- stage-by-stage
 def _trainer(root, **kwargs) -> L.Trainer:
     args = dict(accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -188,6 +333,9 @@ def test_stage2_rejects_a_mismatched_stage1(stage1_ckpt, tmp_path):
         StackGANStage2(text_dim=64)
     with pytest.raises(FileNotFoundError, match="train Stage-I first"):
         StackGANStage2(str(tmp_path / "missing.ckpt"), text_dim=64)
+    torch.save({"t2igan": {"class_path": "t2igan.models.GANINTCLS"}}, tmp_path / "gan.ckpt")
+    with pytest.raises(ValueError, match="is a t2igan.models.GANINTCLS checkpoint; Stage-II"):
+        StackGANStage2(str(tmp_path / "gan.ckpt"), text_dim=64)
     with pytest.raises(ValueError, match="image_size must be 64"):
         StackGANStage2(str(stage1_ckpt), text_dim=64, image_size=256)
     with pytest.raises(ValueError, match="text_dim 32 differs"):
@@ -204,8 +352,8 @@ def test_stage_samples_and_the_common_figures_work_on_stage2(stage1_ckpt, data_r
                CaptionInterpolation(num_pairs=1, num_steps=3),
                NoiseInterpolation(num_captions=2, num_steps=3)]  # fmt: skip
     _trainer(tmp_path, max_steps=2, callbacks=[grid, *figures]).fit(model, datamodule=dm)
-    pairs = grid.draw(model)  # (rows * cols * 2, 3, 64, 64): Stage-I, Stage-II, Stage-I, ...
-    assert pairs.shape == (2 * 3 * 2, 3, 64, 64)
+    pairs, nrow, labels = grid.draw(model)  # (rows * cols * 2, 3, 64, 64): Stage-I, Stage-II, ...
+    assert pairs.shape == (2 * 3 * 2, 3, 64, 64) and nrow == 6 and labels == grid.fixed["captions"]
     text = grid.fixed["text_emb"].repeat_interleave(3, 0)
     low, high = model.sample_stages(text, grid.fixed["noise"].repeat(2, 1))
     assert torch.equal(pairs[1::2], high)

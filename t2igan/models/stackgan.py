@@ -26,15 +26,17 @@ fixes the whole picture. ``noise = [z, eps_1]`` (Stage-I) or ``[z, eps_1, eps_2]
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from t2igan.losses import bce, d_loss_matching_aware, kl_divergence
-from t2igan.models.base import TextToImageGAN
+from t2igan.models.base import TextToImageGAN, read_checkpoint
 from t2igan.nn import doublings_from_4x4, init_dcgan_weights
 
 
@@ -363,26 +365,52 @@ def _eval_mode(module: nn.Module):
 
 
 # ----------------------------------------------------------------------------- Stage-I
+def _same_size(images: torch.Tensor) -> torch.Tensor:
+    return images
+
+
+class _Phase(NamedTuple):
+    """What a StackGAN model trains now: one phase for each stage model, two in succession
+    (Stage-I, then Stage-II) for :class:`StackGAN`."""
+
+    generator: nn.Module  # the G being trained
+    discriminator: nn.Module  # its D, conditioned on this G's CA mean
+    run: Callable  # (G, text_emb, noise) -> (images, mu, logvar) at the phase's side
+    resize: Callable[[torch.Tensor], torch.Tensor]  # data images -> the phase's side
+    optimisers: slice = slice(0, 2)  # the phase's [D, G] pair in configure_optimizers' list
+
+
 class _CAConditioned(TextToImageGAN):
     """What every StackGAN stage shares: D is conditioned on G's CA mean, and the losses of
-    :func:`stackgan_d_loss` / :func:`stackgan_g_loss` on the stage that ``_run`` draws."""
+    :func:`stackgan_d_loss` / :func:`stackgan_g_loss` on the networks of :meth:`_phase`."""
+
+    def _phase(self) -> _Phase:
+        """The networks being trained and how they draw (one phase here)."""
+        return _Phase(self.generator, self.discriminator, self._run, _same_size)
+
+    def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
+        return self._run(generator, text_emb, noise)[0]
 
     def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """Conditional logits (B,); D is conditioned on the trained G's CA mean of ``text_emb``."""
-        mu, _ = self.generator.ca.encode(text_emb)
-        return self.discriminator(images, mu)[0]
+        phase = self._phase()
+        mu, _ = phase.generator.ca.encode(text_emb)
+        return phase.discriminator(phase.resize(images), mu)[0]
 
     def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        phase = self._phase()
         text = batch["text_emb"]
-        fake, mu, _ = self._run(self.generator, text, self.sample_noise(len(text)))
+        fake, mu, _ = phase.run(phase.generator, text, self.sample_noise(len(text)))
         return stackgan_d_loss(
-            self.discriminator, batch["images"], batch["wrong_images"], fake.detach(), mu.detach()
-        )
+            phase.discriminator, phase.resize(batch["images"]),
+            phase.resize(batch["wrong_images"]), fake.detach(), mu.detach(),
+        )  # fmt: skip
 
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        phase = self._phase()
         text = batch["text_emb"]
-        fake, mu, logvar = self._run(self.generator, text, self.sample_noise(len(text)))
-        return stackgan_g_loss(self.discriminator, fake, mu, logvar, self.hparams.kl_weight)
+        fake, mu, logvar = phase.run(phase.generator, text, self.sample_noise(len(text)))
+        return stackgan_g_loss(phase.discriminator, fake, mu, logvar, self.hparams.kl_weight)
 
 
 class StackGANStage1(_CAConditioned):
@@ -446,27 +474,20 @@ class StackGANStage1(_CAConditioned):
         z, eps = noise.split([self.hparams.z_dim, self.hparams.condition_dim], 1)
         return generator(z, text_emb, eps)
 
-    def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
-        return self._run(generator, text_emb, noise)[0]
-
 
 # ----------------------------------------------------------------------------- Stage-II
 def read_stage1_checkpoint(path: str | Path) -> tuple[dict, dict, dict | None]:
     """``(generator args, generator state dict, text encoder spec)`` of a
     :class:`StackGANStage1` checkpoint (its EMA generator when it kept one: the one it samples
     with)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(
-            f"stage1_ckpt {path} does not exist: train Stage-I first (t2igan fit --config "
-            "experiments/stackgan_stage1.yaml) and pass its checkpoint, e.g. "
-            "--model.init_args.stage1_ckpt runs/stackgan_stage1/checkpoints/last.ckpt"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    class_path = ckpt.get("t2igan", {}).get("class_path", "")
+    how = ("train Stage-I first (t2igan fit --config experiments/stackgan_stage1.yaml) and pass "
+           "its checkpoint, e.g. --model.init_args.stage1_ckpt "
+           "runs/stackgan_stage1/checkpoints/last.ckpt")  # fmt: skip
+    ckpt, class_path = read_checkpoint(path, "stage1_ckpt", how)
     if not class_path.endswith(".StackGANStage1"):
         raise ValueError(
-            f"{path} is a {class_path or 'non-t2igan'} checkpoint; Stage-II needs a "
-            "StackGANStage1 checkpoint (experiments/stackgan_stage1.yaml)"
+            f"{path} is a {class_path} checkpoint; Stage-II needs a StackGANStage1 checkpoint "
+            "(experiments/stackgan_stage1.yaml)"
         )
     hp = ckpt["hyper_parameters"]
     args = {k: hp[k] for k in ("z_dim", "text_dim", "condition_dim", "ngf", "image_size",
@@ -518,9 +539,6 @@ class _StackedGAN(_CAConditioned):
     def _run(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
         eps2 = noise[:, -self._noise_split[2] :]
         return generator(self._stage1_images(text_emb, noise), text_emb, eps2)
-
-    def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
-        return self._run(generator, text_emb, noise)[0]
 
     @torch.no_grad()
     def sample_stages(
@@ -728,15 +746,21 @@ class StackGAN(_StackedGAN):
         if int(checkpoint["state_dict"].get("stage", 1)) == 2:
             self.start_stage2()
 
+    def _phase(self) -> _Phase:
+        """Stage-II's networks and optimisers once Stage-I is frozen; before, Stage-I's, on the
+        data area-downsampled to Stage-I's side."""
+        if self.stage1_frozen():
+            return super()._phase()
+        return _Phase(self.stage1_generator, self.stage1_discriminator, self._stage1_run,
+                      self._downsample, optimisers=slice(2, 4))  # fmt: skip
+
     # The engine's training step and epoch end take "the" two optimisers and schedulers: give
     # them the current phase's ([D-II, G-II] in Stage-II, [D-I, G-I] in Stage-I).
     def optimizers(self, use_pl_optimizer: bool = True):
-        opts = super().optimizers(use_pl_optimizer)
-        return opts[:2] if self.stage1_frozen() else opts[2:]
+        return super().optimizers(use_pl_optimizer)[self._phase().optimisers]
 
     def lr_schedulers(self):
-        schedulers = super().lr_schedulers()
-        return schedulers[:2] if self.stage1_frozen() else schedulers[2:]
+        return super().lr_schedulers()[self._phase().optimisers]
 
     def configure_optimizers(self):
         (opt_d, opt_g), schedulers = super().configure_optimizers()
@@ -751,39 +775,18 @@ class StackGAN(_StackedGAN):
         return [opt_d, opt_g, opt_d1, opt_g1], schedulers
 
     # ------------------------------------------------------------------- Stage-I phase
-    def _stage1_run(self, text_emb: torch.Tensor, noise: torch.Tensor):
+    def _stage1_run(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
         z, eps1, _ = noise.split(self._noise_split, 1)
-        return self.stage1_generator(z, text_emb, eps1)
+        return generator(z, text_emb, eps1)
 
     def _downsample(self, images: torch.Tensor) -> torch.Tensor:
         return F.interpolate(images, size=self.image_size // 4, mode="area")
 
     def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
-        if self.stage1_frozen():
+        if self.stage1_frozen():  # sample() hands over G-II or its EMA copy
             return super().generate(generator, text_emb, noise)
+        # Stage-I phase: Stage-I's images (eval mode, as sample() runs G), upsampled to the side
+        # of the data so that every sample of the run has one size
         with _eval_mode(self.stage1_generator):
-            low = self._stage1_run(text_emb, noise)[0]
+            low = self._stage1_run(self.stage1_generator, text_emb, noise)[0]
         return F.interpolate(low, size=self.image_size, mode="nearest")
-
-    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        if self.stage1_frozen():
-            return super().discriminate(images, text_emb)
-        mu, _ = self.stage1_generator.ca.encode(text_emb)
-        return self.stage1_discriminator(self._downsample(images), mu)[0]
-
-    def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        if self.stage1_frozen():
-            return super().discriminator_loss(batch)
-        text = batch["text_emb"]
-        fake, mu, _ = self._stage1_run(text, self.sample_noise(len(text)))
-        return stackgan_d_loss(
-            self.stage1_discriminator, self._downsample(batch["images"]),
-            self._downsample(batch["wrong_images"]), fake.detach(), mu.detach(),
-        )  # fmt: skip
-
-    def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        if self.stage1_frozen():
-            return super().generator_loss(batch)
-        text = batch["text_emb"]
-        fake, mu, logvar = self._stage1_run(text, self.sample_noise(len(text)))
-        return stackgan_g_loss(self.stage1_discriminator, fake, mu, logvar, self.hparams.kl_weight)
