@@ -11,12 +11,15 @@ from t2igan.cli import cli
 CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    """Fit, then test, ``experiments/quickstart.yaml``; ``args`` are extra CLI flags for both."""
+    args = list(args or [])
     start = time.time()
-    fit = cli(["fit", "--config", str(CONFIG)])
+    fit = cli(["fit", "--config", str(CONFIG), *args])
     run = Path(fit.trainer.default_root_dir)
-    ckpt = run / "checkpoints" / "last.ckpt"
-    test = cli(["test", "--config", str(CONFIG), "--ckpt_path", str(ckpt)])
+    # The file this fit wrote: beside an earlier run's last.ckpt, Lightning names it last-v1.ckpt.
+    ckpt = Path(fit.trainer.checkpoint_callback.last_model_path)
+    test = cli(["test", "--config", str(CONFIG), *args, "--ckpt_path", str(ckpt)])
     acc = test.trainer.callback_metrics
     samples = sorted((run / "samples").glob("epoch_*.png"))
     print("\n" + "=" * 72)

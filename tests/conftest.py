@@ -19,6 +19,14 @@ TINY_DATA = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_dir(tmp_path, monkeypatch):
+    """Every test runs in its own folder: the experiment configs write to relative paths
+    (``runs/...``), which must never land in the checkout (a stale ``runs/quickstart`` there
+    would be picked up by ``make demo``)."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
     """One data root per test session, so embedding and evaluator caches are shared."""

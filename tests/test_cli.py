@@ -68,9 +68,7 @@ def tiny_stage1_ckpt(data_root, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.name)
-def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path, request,
-                                                   monkeypatch):  # fmt: skip
-    monkeypatch.chdir(tmp_path)  # configs name their run folders relative to the working dir
+def test_experiment_runs_fast_dev_run_on_synthetic(config, data_root, tmp_path, request):
     extra = list(EXTRA_ARGS.get(config.name, []))
     if config.name == "style_encoder.yaml":  # trains S for an existing GAN
         gan = request.getfixturevalue("tiny_gan_ckpt")
@@ -175,6 +173,22 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
     for i in range(3):
         a = Image.open(out / f"c01_i{i:02d}.png").tobytes()
         assert a == Image.open(tmp_path / "again" / f"c00_i{i:02d}.png").tobytes()
+
+
+def test_demo_tests_the_checkpoint_it_just_trained(data_root, tmp_path, capsys):
+    """A second ``make demo`` beside an earlier run's last.ckpt (here an unloadable one) tests
+    and points to the new checkpoint Lightning writes beside it."""
+    from t2igan.demo import main
+
+    stale = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an earlier run")
+    main([*TINY_DATA, "--data.root", str(data_root), "--trainer.max_epochs", "1",
+          "--model.init_args.ngf", "8", "--model.init_args.ndf", "8"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "held-out colour pairs: caption_acc" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("checkpoint: ")]
+    assert line.endswith(str(Path("runs", "quickstart", "checkpoints", "last-v1.ckpt")))
 
 
 def test_load_model_names_what_is_wrong(tmp_path):

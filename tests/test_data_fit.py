@@ -13,8 +13,7 @@ REAL = SHARED_DATA / "birds" / "CUB_200_2011"
 
 
 @pytest.mark.skipif(not REAL.exists(), reason="shared real data not present")
-def test_fit_gan_int_cls_on_prepared_real_cub(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the config's relative output paths (runs/...) land here
+def test_fit_gan_int_cls_on_prepared_real_cub(tmp_path):
     # The subset holds 62 images of StackGAN test classes only: use the official image split.
     flags = ["--split", "official", "--skip-missing"]
     SUBCOMMANDS["prepare"](["--dataset", "cub", "--root", str(tmp_path), "--source", str(REAL),

@@ -235,7 +235,6 @@ def _load(path) -> torch.Tensor:
 
 def test_style_encoder_config_through_the_cli_with_wandb_offline(gan_ckpt, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    monkeypatch.chdir(tmp_path)  # the configs write runs/style_encoder/ and runs/wandb/ here
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = ROOT / "experiments" / "style_encoder.yaml"
