@@ -241,5 +241,5 @@ def test_ddp_two_processes_on_cpu(data_root, tmp_path):
            "--trainer.limit_val_batches", "0"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6  # 3 batches x (D + G) steps, in sync on both ranks

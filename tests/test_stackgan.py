@@ -313,7 +313,7 @@ def test_stage2_trains_in_bf16_mixed(stage1_ckpt, data_root, tmp_path):
 def test_stage2_samples_refine_the_stage1_it_was_given(stage1_ckpt, data_root):
     dm = tiny_datamodule(data_root, image_size=64)
     model = StackGANStage2(str(stage1_ckpt), dm.text_dim, 64, **TINY_STAGE2)
-    stage1 = StackGANStage1.load_from_checkpoint(stage1_ckpt, weights_only=False)
+    stage1 = StackGANStage1.load_from_checkpoint(stage1_ckpt, weights_only=True)
     text = torch.from_numpy(dm.text_encoder.encode(["a red bird", "a blue bird with a red head"]))
     noise = model.sample_noise(2, generator=torch.Generator().manual_seed(0))
     assert noise.shape == (2, 8 + 8 + 8)  # [z, eps_1, eps_2]
@@ -391,7 +391,7 @@ def test_one_run_trains_stage1_then_resumes_exactly_in_stage2(data_root, tmp_pat
     lrs = [o.param_groups[0]["lr"] for o in straight.trainer.optimizers]  # D-II, G-II, D-I, G-I
     assert lrs == pytest.approx([5e-5, 5e-5, 1e-4, 1e-4])
     assert not any(p.requires_grad for p in straight.stage1_generator.parameters())
-    end_of_stage1 = torch.load(tmp_path / "epoch=0-step=2.ckpt", weights_only=False)
+    end_of_stage1 = torch.load(tmp_path / "epoch=0-step=2.ckpt", weights_only=True)
     assert int(end_of_stage1["state_dict"]["stage"]) == 1
     for k, v in straight.stage1_generator.state_dict().items():
         assert torch.equal(v, end_of_stage1["state_dict"][f"stage1_generator.{k}"]), k
@@ -399,7 +399,7 @@ def test_one_run_trains_stage1_then_resumes_exactly_in_stage2(data_root, tmp_pat
     resumed = _tiny_stackgan(dm, **kwargs)
     L.seed_everything(0)  # what the CLI does at start; the checkpoint's RNG states win
     t2 = trainer(3)
-    t2.fit(resumed, datamodule=dm, ckpt_path=tmp_path / "epoch=1-step=4.ckpt", weights_only=False)
+    t2.fit(resumed, datamodule=dm, ckpt_path=tmp_path / "epoch=1-step=4.ckpt", weights_only=True)
     assert t2.current_epoch == 3 and int(resumed.stage) == 2
     assert not any(p.requires_grad for p in resumed.stage1_generator.parameters())
     after, expected = resumed.state_dict(), straight.state_dict()
