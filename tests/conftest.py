@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,15 @@ TINY_DATA = [
     "--data.dataset", "synthetic", "--data.text_encoder", "t2igan.data.HashingEncoder",
     "--data.num_images", "64", "--data.num_eval_images", "32", "--data.batch_size", "8",
 ]  # fmt: skip
+
+
+def eventually(check, timeout: float = 30.0) -> bool:
+    """Poll ``check`` until true or ``timeout`` s (W&B's service may still be writing an offline
+    run after ``wandb.finish``); returns its last answer."""
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return check()
 
 
 @pytest.fixture(autouse=True)

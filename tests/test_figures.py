@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +22,7 @@ from t2igan.callbacks import (
 )
 from t2igan.models import GANINTCLS, StyleEncoderGAN
 
-from .conftest import tiny_datamodule
+from .conftest import eventually, tiny_datamodule
 
 KEYS = ("caption_interpolation", "noise_interpolation", "style_transfer")
 
@@ -134,14 +133,6 @@ def test_figures_skip_models_without_what_they_need(figure, key, needs, data_roo
     assert (tmp_path / "samples" / "epoch_0001.png").is_file()  # the other figures still draw
 
 
-def _eventually(check, timeout: float = 30.0) -> bool:
-    """Poll ``check`` until true or ``timeout`` s: W&B may still be writing after ``finish``."""
-    deadline = time.monotonic() + timeout
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return check()
-
-
 def test_figures_reach_tensorboard_csv_and_wandb_offline(
     gan_ckpt, data_root, tmp_path, monkeypatch
 ):
@@ -182,8 +173,8 @@ def test_figures_reach_tensorboard_csv_and_wandb_offline(
     def records() -> bytes:
         return b"".join(p.read_bytes() for p in run_dir.glob("run-*.wandb"))
 
-    assert _eventually(lambda: all(media(key) == 2 for key in KEYS)), [media(k) for k in KEYS]
-    assert _eventually(lambda: b"train/style_loss" in records() and b"train/lr" in records())
+    assert eventually(lambda: all(media(key) == 2 for key in KEYS)), [media(k) for k in KEYS]
+    assert eventually(lambda: b"train/style_loss" in records() and b"train/lr" in records())
 
 
 def test_resume_keeps_the_fixed_inputs(gan_ckpt, data_root, tmp_path):

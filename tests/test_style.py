@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import lightning as L
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from t2igan.cli import cli, generate, generate_main, load_model
 from t2igan.models import GANINTCLS
 from t2igan.models.gan_int_cls import StyleEncoder, StyleEncoderGAN, interpolate_text, style_loss
 
-from .conftest import ROOT, TINY_DATA, tiny_datamodule
+from .conftest import ROOT, TINY_DATA, eventually, tiny_datamodule
 
 Z_DIM = 16
 
@@ -256,15 +254,16 @@ def test_style_encoder_config_through_the_cli_with_wandb_offline(gan_ckpt, tmp_p
     # W&B offline run: metrics, the style-transfer figure and the full run config
     (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
     assert list((run_dir / "files" / "media" / "images").glob("style_transfer_*.png"))
-    # wandb-core writes the offline log in its own process: give it a moment to appear
-    for _ in range(50):
-        logs = list(run_dir.glob("run-*.wandb"))
-        if logs and logs[0].stat().st_size:
-            break
-        time.sleep(0.2)
-    records = logs[0].read_bytes()
-    assert b"train/style_loss" in records and b"val/style_loss" in records
-    assert b"seed_everything" in records and b"StyleTransferGrid" in records  # the run config
+    # wandb-core writes the offline log in its own process: poll until it holds the metrics
+    # and the run config
+    wanted = (b"train/style_loss", b"val/style_loss", b"seed_everything", b"StyleTransferGrid")
+
+    def records() -> bytes:
+        return b"".join(p.read_bytes() for p in run_dir.glob("run-*.wandb"))
+
+    assert eventually(lambda: all(w in records() for w in wanted)), [
+        w for w in wanted if w not in records()
+    ]
     # the text encoder check: the GAN was trained on 64-d hashing, not the 256-d default
     with pytest.raises(ValueError, match="text_dim"):
         cli(["fit", "--config", str(config), *TINY_DATA, "--trainer.max_epochs", "1",
