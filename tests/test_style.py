@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+
 import lightning as L
 import numpy as np
 import pytest
@@ -287,3 +290,27 @@ def test_style_encoder_inverts_the_ema_generator_when_the_gan_has_one(data_root,
     assert torch.equal(model.sample(text, z), gan.sample(text, z))
     plain = gan.generator.eval()(z, text).clamp(-1, 1)
     assert not torch.allclose(model.sample(text, z), plain)
+
+
+def test_style_transfer_benchmark_runs_end_to_end(tmp_path):
+    """benchmarks/style_transfer.py at smoke size: trains both networks with one caption per
+    image (its documented default), then writes every rate it prints and both figures."""
+    spec = importlib.util.spec_from_file_location(
+        "style_transfer_bench", ROOT / "benchmarks" / "style_transfer.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench"
+    printed = bench.main(["--smoke", "--out", str(out), "--data-root", str(tmp_path / "data")])
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["config"]["num_captions"] == 1
+    assert saved["style_transfer"] == printed["style_transfer"]
+    for key in ("style_transfer", "style_transfer_rescaled", "random_noise"):
+        assert set(saved[key]) == {"background_kept", "facing_kept", "body_of_caption"}
+        assert all(0.0 <= rate <= 1.0 for rate in saved[key].values())
+    # The reader is exact on real birds, so the rates measure G, not the reading.
+    assert saved["reader_on_real"] == {"background": 1.0, "facing": 1.0}
+    for name in ("style_transfer.png", "style_transfer_rescaled.png"):
+        grid = Image.open(out / name)
+        assert grid.height >= 5 * 32  # the query row and four caption rows
