@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 
 from t2igan.callbacks import CaptionInterpolation, NoiseInterpolation, SampleGrid, StageSamples
+from t2igan.callbacks import figures as figures_module
 from t2igan.cli import cli, generate_main
 from t2igan.losses import kl_divergence
 from t2igan.models import StackGAN, StackGANStage1, StackGANStage2
@@ -342,9 +343,20 @@ def test_stage2_rejects_a_mismatched_stage1(stage1_ckpt, tmp_path):
         StackGANStage2(str(stage1_ckpt), text_dim=32, image_size=64)
 
 
-def test_stage_samples_and_the_common_figures_work_on_stage2(stage1_ckpt, data_root, tmp_path):
-    """StageSamples pairs Stage-I and Stage-II for the same caption and noise; the figures of
-    the other papers, written against ``sample``/``z_dim`` only, draw Stage-II images."""
+def test_stage_samples_and_the_common_figures_work_on_stage2(
+    stage1_ckpt, data_root, tmp_path, monkeypatch
+):
+    """StageSamples pairs Stage-I and Stage-II for the same caption and noise, and says so in
+    the logged caption; the figures of the other papers, written against ``sample``/``z_dim``
+    only, draw Stage-II images."""
+    logged = {}
+    real_save = figures_module.save_and_log
+
+    def save_and_log(trainer, key, image, caption, name):
+        logged[key] = caption
+        return real_save(trainer, key, image, caption, name)
+
+    monkeypatch.setattr(figures_module, "save_and_log", save_and_log)
     dm = tiny_datamodule(data_root, image_size=64)
     model = StackGANStage2(str(stage1_ckpt), dm.text_dim, 64, **TINY_STAGE2)
     grid = StageSamples(num_captions=2, num_samples=3)
@@ -358,6 +370,8 @@ def test_stage_samples_and_the_common_figures_work_on_stage2(stage1_ckpt, data_r
     low, high = model.sample_stages(text, grid.fixed["noise"].repeat(2, 1))
     assert torch.equal(pairs[1::2], high)
     assert torch.equal(pairs[0::2], low.repeat_interleave(4, 2).repeat_interleave(4, 3))
+    assert logged["stages"] == "Stage-I | Stage-II pairs: " + " | ".join(labels)
+    assert logged["samples"] == " | ".join(figures[0].fixed["captions"])  # no layout note
     image = Image.open(tmp_path / "stages" / "epoch_0000.png")
     assert image.height == 2 * (64 + 2) + 2 and image.width > 6 * (64 + 2)
     for key, rows in (("samples", 2), ("caption_interpolation", 1), ("noise_interpolation", 2)):

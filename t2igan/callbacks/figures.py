@@ -66,7 +66,8 @@ class FixedInputFigure(L.Callback):
     Subclasses set ``key`` and implement :meth:`choose` (the fixed inputs, a dict of tensors and
     strings) and :meth:`draw` (images, images per row, row labels). A figure that needs a model
     method beyond ``sample_noise`` and ``sample`` names it in ``needs``; on a model without it,
-    the figure warns once and draws nothing.
+    the figure warns once and draws nothing. A ``layout`` note, if set, starts the logged caption
+    (for grids whose columns need explaining).
 
     Args:
         every_n_epochs: epochs between figures.
@@ -75,6 +76,7 @@ class FixedInputFigure(L.Callback):
 
     key = "figure"
     needs: str | None = None
+    layout = ""
 
     def __init__(self, every_n_epochs: int = 1, seed: int = 0) -> None:
         self.every_n_epochs = every_n_epochs
@@ -116,6 +118,8 @@ class FixedInputFigure(L.Callback):
         images, nrow, labels = self.draw(pl_module)
         grid = labelled_grid(images, nrow, labels)
         caption = " | ".join(labels)
+        if self.layout:
+            caption = f"{self.layout}: {caption}"
         save_and_log(trainer, self.key, grid, caption, f"epoch_{trainer.current_epoch:04d}")
 
     def state_dict(self) -> dict:
