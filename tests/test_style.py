@@ -313,4 +313,4 @@ def test_style_transfer_benchmark_runs_end_to_end(tmp_path):
     assert saved["reader_on_real"] == {"background": 1.0, "facing": 1.0}
     for name in ("style_transfer.png", "style_transfer_rescaled.png"):
         grid = Image.open(out / name)
-        assert grid.height >= 5 * 32  # the query row and four caption rows
+        assert grid.height == 5 * (32 + 2) + 2  # the query row and four caption rows
