@@ -14,7 +14,9 @@ Three references are printed beside them: the same captions with random noise in
 (what the text alone gives; its body accuracy is the learning benchmark's measure, and its
 "background kept" is chance), the same with S(x) rescaled to the noise's mean length (the
 opt-in ``style_rescale`` option, not in the paper), and the reader on the real x (the ceiling of
-the reading). Results: docs/reed2016.md.
+the reading). A second style encoder is trained side by side on the same frozen G with the opt-in
+real-image term (``recon_weight``, not in the paper: S also fits G(S(x), t_x) to the training
+images) and read the same way. Results: docs/reed2016.md.
 
 The GAN and S are trained with one caption per image and step (``--num-captions 1``), not the
 average of 4 of Reed et al.'s code: a synthetic caption names the background in 2 of 10
@@ -23,7 +25,7 @@ rarely describe the background. With 4, G learns to take the background from the
 test (captions that do not name it) measures a GAN the paper did not have; docs/reed2016.md
 gives both.
 
-    python benchmarks/style_transfer.py                      # full run (about 40 min on 2 cores)
+    python benchmarks/style_transfer.py                      # full run (20-45 min on 2 cores)
     python benchmarks/style_transfer.py --gan-ckpt RUN/checkpoints/last.ckpt   # reuse a GAN
     python benchmarks/style_transfer.py --smoke              # a minute: checks that it runs
 """
@@ -48,6 +50,8 @@ from t2igan.models import GANINTCLS, StyleEncoderGAN
 
 #: Caption templates that name neither background nor facing (see t2igan.data.synthetic).
 STYLE_FREE_TEMPLATES = (0, 1, 2, 3, 8, 9)
+#: recon_weight of the second style encoder (StyleEncoderGAN; not in the paper).
+RECON_WEIGHT = 10.0
 SMOKE = dict(num_images=128, num_eval=64, gan_epochs=1, style_epochs=1, ngf=8, ndf=8,
              text_encoder="hashing")  # fmt: skip
 
@@ -59,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--num-images", type=int, default=3000, help="training images")
     p.add_argument("--num-eval", type=int, default=256, help="held-out images evaluated")
-    p.add_argument("--gan-epochs", type=int, default=120, help="about 37 min on 2 cores")
+    p.add_argument("--gan-epochs", type=int, default=120, help="16-45 min on 2 cores")
     p.add_argument("--style-epochs", type=int, default=20)
     p.add_argument("--ngf", type=int, default=32)
     p.add_argument("--ndf", type=int, default=32)
@@ -69,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "1 here, see docs/reed2016.md)")  # fmt: skip
     p.add_argument("--text-encoder", choices=("minilm", "hashing"), default="minilm",
                    help="minilm: the default sentence encoder; hashing: instant, no weights")  # fmt: skip
+    p.add_argument("--recon-weight", type=float, default=RECON_WEIGHT,
+                   help="recon_weight of the second style encoder (not in the paper); 0: train "
+                        "only the paper's")  # fmt: skip
     p.add_argument("--gan-ckpt", help="a trained GAN checkpoint: skip GAN training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--figure", help="also save the style-transfer figure here (e.g. for docs)")
@@ -88,9 +95,10 @@ def _trainer(out: Path, epochs: int) -> L.Trainer:
     )  # fmt: skip
 
 
-def train(args, dm: T2IDataModule, out: Path) -> tuple[Path, float, float]:
-    """Train (or reuse) the GAN, then S; returns S's checkpoint and both training times."""
-    gan_time = 0.0
+def train(args, dm: T2IDataModule, out: Path) -> tuple[dict[str, Path], dict[str, float]]:
+    """Train (or reuse) the GAN, then the paper's S and (``--recon-weight`` > 0) S with the
+    real-image term on the same frozen G; returns the style checkpoints and training times."""
+    times = {"gan": 0.0}
     gan_ckpt = Path(args.gan_ckpt) if args.gan_ckpt else out / "gan.ckpt"
     if not args.gan_ckpt:
         L.seed_everything(args.seed)
@@ -99,16 +107,23 @@ def train(args, dm: T2IDataModule, out: Path) -> tuple[Path, float, float]:
         t0 = time.time()
         trainer = _trainer(out / "gan", args.gan_epochs)
         trainer.fit(gan, datamodule=dm)
-        gan_time = time.time() - t0
-        trainer.save_checkpoint(gan_ckpt)
-    L.seed_everything(args.seed)
-    style = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, args.image_size, dm.text_encoder_spec)
-    t0 = time.time()
-    trainer = _trainer(out / "style", args.style_epochs)
-    trainer.fit(style, datamodule=dm)
-    style_time = time.time() - t0
-    trainer.save_checkpoint(out / "style.ckpt")
-    return out / "style.ckpt", gan_time, style_time
+        times["gan"] = time.time() - t0
+        trainer.save_checkpoint(gan_ckpt, weights_only=False)  # full: it can be resumed
+    ckpts = {}
+    weights = {"paper": 0.0}  # recon_weight of each S
+    if args.recon_weight > 0:
+        weights["recon"] = args.recon_weight
+    for name, weight in weights.items():
+        L.seed_everything(args.seed)
+        style = StyleEncoderGAN(str(gan_ckpt), dm.text_dim, args.image_size,
+                                dm.text_encoder_spec, recon_weight=weight)  # fmt: skip
+        t0 = time.time()
+        trainer = _trainer(out / f"style_{name}", args.style_epochs)
+        trainer.fit(style, datamodule=dm)
+        times[name] = time.time() - t0
+        ckpts[name] = out / ("style.ckpt" if name == "paper" else f"style_{name}.ckpt")
+        trainer.save_checkpoint(ckpts[name], weights_only=False)
+    return ckpts, times
 
 
 def new_captions(n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
@@ -127,17 +142,27 @@ def new_captions(n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarra
 
 
 @torch.no_grad()
-def evaluate(model: StyleEncoderGAN, dm: T2IDataModule, num: int, seed: int) -> dict:
-    """The retention rates (see the module docstring) over ``num`` held-out real images."""
+def evaluate(models: dict[str, StyleEncoderGAN], dm: T2IDataModule, num: int, seed: int) -> dict:
+    """The retention rates (see the module docstring) over ``num`` held-out real images, for
+    the paper's S (``models["paper"]``: as is and rescaled), S with the real-image term
+    (``models["recon"]``, if trained) and random noise, on the same images and captions."""
     ex = dm.caption_examples("test", num)
     real, attrs = ex["images"], ex["attributes"]
     rng = np.random.default_rng(seed)
     captions, bodies = new_captions(len(real), rng)
     text = torch.from_numpy(dm.text_encoder.encode(captions))
-    transfer = model.sample(text, model.encode_style(real, rescale=False))
-    rescaled = model.sample(text, model.encode_style(real, rescale=True))
-    noise = model.sample_noise(len(real), generator=torch.Generator().manual_seed(seed))
-    text_only = model.sample(text, noise)
+    paper = models["paper"]
+    drawn = {
+        "style_transfer": paper.sample(text, paper.encode_style(real, rescale=False)),
+        "style_transfer_rescaled": paper.sample(text, paper.encode_style(real, rescale=True)),
+        "random_noise": paper.sample(
+            text, paper.sample_noise(len(real), generator=torch.Generator().manual_seed(seed))
+        ),
+    }
+    if "recon" in models:
+        drawn["style_transfer_recon"] = models["recon"].sample(
+            text, models["recon"].encode_style(real, rescale=False)
+        )
     bg, face, body = (ATTRIBUTES.index(a) for a in ("background", "facing", "body"))
 
     def rates(images: torch.Tensor) -> dict:
@@ -150,9 +175,7 @@ def evaluate(model: StyleEncoderGAN, dm: T2IDataModule, num: int, seed: int) -> 
 
     real_pred = read_birds(real)
     return {
-        "style_transfer": rates(transfer),
-        "style_transfer_rescaled": rates(rescaled),
-        "random_noise": rates(text_only),
+        **{key: rates(images) for key, images in drawn.items()},
         "reader_on_real": {
             "background": (real_pred[:, bg] == attrs[:, bg]).float().mean().item(),
             "facing": (real_pred[:, face] == attrs[:, face]).float().mean().item(),
@@ -187,29 +210,37 @@ def main(argv=None) -> dict:
     dm.prepare_data()
     dm.setup("fit")
     t0 = time.time()
-    style_ckpt, gan_time, style_time = train(args, dm, out)
-    model = load_model(style_ckpt)
-    result = evaluate(model, dm, args.num_eval, args.seed)
-    result.update(gan_train_s=round(gan_time), style_train_s=round(style_time),
+    ckpts, times = train(args, dm, out)
+    models = {name: load_model(path) for name, path in ckpts.items()}
+    result = evaluate(models, dm, args.num_eval, args.seed)
+    result.update(gan_train_s=round(times["gan"]), style_train_s=round(times["paper"]),
                   total_s=round(time.time() - t0), config=vars(args))  # fmt: skip
+    if "recon" in times:
+        result["style_recon_train_s"] = round(times["recon"])
     path = Path(args.figure) if args.figure else out / "style_transfer.png"
-    figure(model, dm, path, args.seed, rescale=False)
-    figure(model, dm, path.with_stem(path.stem + "_rescaled"), args.seed, rescale=True)
+    figure(models["paper"], dm, path, args.seed, rescale=False)
+    figure(models["paper"], dm, path.with_stem(path.stem + "_rescaled"), args.seed, rescale=True)
+    if "recon" in models:
+        figure(models["recon"], dm, path.with_stem(path.stem + "_recon"), args.seed, rescale=False)
     (out / "results.json").write_text(json.dumps(result, indent=2))
 
-    st, rs = result["style_transfer"], result["style_transfer_rescaled"]
-    rn, cr = result["random_noise"], result["reader_on_real"]
-    print(f"\nstyle transfer on {result['num_images']} held-out real images "
-          f"(GAN {gan_time / 60:.1f} min, S {style_time / 60:.1f} min)")  # fmt: skip
-    print("(rescaled: S(x) scaled to the noise's mean length, the style_rescale option)")
-    print(
-        f"{'':24s}{'G(S(x), t)':>12s}{'rescaled':>10s}{'G(z, t)':>9s}{'chance':>8s}{'real x':>8s}"
-    )
+    columns = [("G(S(x), t)", "style_transfer"), ("rescaled", "style_transfer_rescaled")]
+    if "recon" in models:
+        columns.append(("S recon", "style_transfer_recon"))
+    columns.append(("G(z, t)", "random_noise"))
+    minutes = ", ".join(f"{name} {sec / 60:.1f} min" for name, sec in times.items())
+    print(f"\nstyle transfer on {result['num_images']} held-out real images ({minutes})")
+    print("(rescaled: the paper's S(x) scaled to the noise's mean length, the style_rescale "
+          f"option; S recon: S trained with recon_weight {args.recon_weight:g})")  # fmt: skip
+    print(f"{'':24s}" + "".join(f"{head:>12s}" for head, _ in columns)
+          + f"{'chance':>8s}{'real x':>8s}")  # fmt: skip
+    cr = result["reader_on_real"]
     rows = (("background of x kept", "background_kept", 0.25, f"{cr['background']:8.1%}"),
             ("facing of x kept", "facing_kept", 0.5, f"{cr['facing']:8.1%}"),
             ("body colour of t", "body_of_caption", 1 / 8, ""))  # fmt: skip
     for label, key, chance, real in rows:
-        print(f"{label:24s}{st[key]:12.1%}{rs[key]:10.1%}{rn[key]:9.1%}{chance:8.1%}{real}")
+        cells = "".join(f"{result[col][key]:12.1%}" for _, col in columns)
+        print(f"{label:24s}{cells}{chance:8.1%}{real}")
     print(f"results: {out / 'results.json'}")
     return result
 

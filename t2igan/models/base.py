@@ -98,6 +98,10 @@ class TextToImageGAN(L.LightningModule):
         """Run ``generator`` (G or its EMA copy) on text and noise; subclasses may override."""
         return generator(noise, text_emb)
 
+    def sampling_generator(self) -> nn.Module:
+        """The generator that :meth:`sample` runs: the EMA copy if there is one, else G."""
+        return self.generator_ema.module if self.generator_ema is not None else self.generator
+
     @torch.no_grad()
     def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] for text embeddings (B, D) and noise (B, z_dim), in eval mode
@@ -105,7 +109,7 @@ class TextToImageGAN(L.LightningModule):
         text_emb = text_emb.to(self.device, torch.float32)
         if noise is None:
             noise = self.sample_noise(len(text_emb))
-        g = self.generator_ema.module if self.generator_ema is not None else self.generator
+        g = self.sampling_generator()
         was_training = g.training
         g.eval()
         try:

@@ -281,6 +281,11 @@ def style_loss(z: torch.Tensor, z_hat: torch.Tensor) -> torch.Tensor:
     return (z - z_hat).pow(2).sum(1).mean()
 
 
+def reconstruction_loss(images: torch.Tensor, redrawn: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per pixel and channel between real images and G(S(x), phi(t_x))."""
+    return (redrawn.float() - images.float()).pow(2).mean()
+
+
 def _build_gan(class_path: str, init_args: dict) -> TextToImageGAN:
     cls = import_class(class_path, TextToImageGAN)
     # Built in an empty context: under LightningCLI, Lightning hands the *outer* model's config
@@ -334,6 +339,14 @@ class StyleEncoderGAN(TextToImageGAN):
             z, S answers near 0, a vector far shorter than any z G was trained on, and there
             the caption decides what the "style" attributes look like. On synthetic birds this
             raises background retention from 44-48% to 66-84% (docs/reed2016.md).
+        recon_weight: not in the paper, 0 (off) by default. With a weight w > 0, S is also
+            trained on the data's real images x: the loss adds
+            ``w * mean (G(S(x), phi(t_x)) - x)^2`` (per pixel, G frozen, the gradient passing
+            through G into S), where t_x is x's own caption. The paper's S sees only G's samples
+            and can misread real images where they differ from them (a background colour G
+            draws slightly off, say); this term fits S to real images as GAN-inversion encoders
+            do (Zhu et al. 2016, 2020). On synthetic birds it is what makes style transfer keep
+            the background on every GAN seed (docs/reed2016.md).
         gan: filled in from ``generator_ckpt`` and stored in the checkpoint (the GAN's
             ``class_path`` and ``init_args``); leave it unset.
     """
@@ -349,6 +362,7 @@ class StyleEncoderGAN(TextToImageGAN):
         beta1: float = 0.5,
         beta2: float = 0.999,
         style_rescale: bool = False,
+        recon_weight: float = 0.0,
         gan: dict | None = None,
     ) -> None:
         state = None
@@ -427,17 +441,35 @@ class StyleEncoderGAN(TextToImageGAN):
         fake = self.sample(text_emb, z)  # no gradient into G: only S learns
         return style_loss(z, self.style_encoder(fake))
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.style_step(batch["text_emb"])
-        self.log("train/style_loss", loss, prog_bar=True, batch_size=len(batch["text_emb"]))
+    def reconstruction_step(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
+        """:func:`reconstruction_loss` of real images redrawn from their own captions and
+        styles, ``G(S(x), phi(t_x))``, with the gradient through the frozen G into S."""
+        gan = self.gan  # in eval mode always (see train()), as sample() runs it
+        redrawn = gan.generate(
+            gan.sampling_generator(), text_emb.float(), self.style_encoder(images)
+        )
+        return reconstruction_loss(images, redrawn)
+
+    def _losses(self, batch: dict, stage: str) -> torch.Tensor:
+        """The training loss (L_style, plus the weighted reconstruction term if it is on),
+        with each term logged under ``stage``."""
+        text, bs = batch["text_emb"], len(batch["text_emb"])
+        loss = self.style_step(text)
+        self.log(f"{stage}/style_loss", loss, prog_bar=True, batch_size=bs)
+        if self.hparams.get("recon_weight", 0.0) > 0:
+            recon = self.reconstruction_step(batch["images"], text)
+            self.log(f"{stage}/recon_loss", recon, prog_bar=True, batch_size=bs)
+            loss = loss + self.hparams.recon_weight * recon
         return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._losses(batch, "train")
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         was_training = self.style_encoder.training
         self.style_encoder.eval()
-        loss = self.style_step(batch["text_emb"])
+        self._losses(batch, stage)
         self.style_encoder.train(was_training)
-        self.log(f"{stage}/style_loss", loss, prog_bar=True, batch_size=len(batch["text_emb"]))
 
     def on_train_epoch_end(self) -> None:
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
