@@ -391,11 +391,14 @@ def test_style_transfer_benchmark_runs_end_to_end(tmp_path):
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["num_captions"] == 1
     assert saved["style_transfer"] == printed["style_transfer"]
-    for key in ("style_transfer", "style_transfer_rescaled", "random_noise"):
+    # the paper's S and, side by side on the same G, S with the real-image term
+    assert saved["config"]["recon_weight"] == bench.RECON_WEIGHT > 0
+    keys = ("style_transfer", "style_transfer_rescaled", "style_transfer_recon", "random_noise")
+    for key in keys:
         assert set(saved[key]) == {"background_kept", "facing_kept", "body_of_caption"}
         assert all(0.0 <= rate <= 1.0 for rate in saved[key].values())
     # The reader is exact on real birds, so the rates measure G, not the reading.
     assert saved["reader_on_real"] == {"background": 1.0, "facing": 1.0}
-    for name in ("style_transfer.png", "style_transfer_rescaled.png"):
+    for name in ("style_transfer.png", "style_transfer_rescaled.png", "style_transfer_recon.png"):
         grid = Image.open(out / name)
         assert grid.height == 5 * (32 + 2) + 2  # the query row and four caption rows
