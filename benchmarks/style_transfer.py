@@ -25,7 +25,7 @@ rarely describe the background. With 4, G learns to take the background from the
 test (captions that do not name it) measures a GAN the paper did not have; docs/reed2016.md
 gives both.
 
-    python benchmarks/style_transfer.py                      # full run (20-50 min on 2 cores)
+    python benchmarks/style_transfer.py                      # full run (15-50 min on 2 cores)
     python benchmarks/style_transfer.py --gan-ckpt RUN/checkpoints/last.ckpt   # reuse a GAN
     python benchmarks/style_transfer.py --smoke              # a minute: checks that it runs
 """
@@ -63,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--num-images", type=int, default=3000, help="training images")
     p.add_argument("--num-eval", type=int, default=256, help="held-out images evaluated")
-    p.add_argument("--gan-epochs", type=int, default=120, help="16-48 min on 2 cores")
+    p.add_argument("--gan-epochs", type=int, default=120, help="13-48 min on 2 cores")
     p.add_argument("--style-epochs", type=int, default=20)
     p.add_argument("--ngf", type=int, default=32)
     p.add_argument("--ndf", type=int, default=32)

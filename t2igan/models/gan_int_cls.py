@@ -346,7 +346,8 @@ class StyleEncoderGAN(TextToImageGAN):
             and can misread real images where they differ from them (a background colour G
             draws slightly off, say); this term fits S to real images as GAN-inversion encoders
             do (Zhu et al. 2016, 2020). On synthetic birds, w = 10 keeps the query's background in
-            78.5% and 78.1% of cases on two GAN seeds where the paper's S gives 71.5% and 45.3%
+            78.5%, 78.1% and 89.5% of cases on three GAN seeds where the paper's S gives 71.5%,
+            45.3% and 72.7%
             (docs/reed2016.md).
         gan: filled in from ``generator_ckpt`` and stored in the checkpoint (the GAN's
             ``class_path`` and ``init_args``); leave it unset.
