@@ -50,7 +50,8 @@ from t2igan.models import GANINTCLS, StyleEncoderGAN
 
 #: Caption templates that name neither background nor facing (see t2igan.data.synthetic).
 STYLE_FREE_TEMPLATES = (0, 1, 2, 3, 8, 9)
-#: recon_weight of the second style encoder (StyleEncoderGAN; not in the paper).
+#: recon_weight of the second style encoder (StyleEncoderGAN; not in the paper), chosen between
+#: 10 and 100 on validation images of one GAN seed (docs/reed2016.md).
 RECON_WEIGHT = 10.0
 SMOKE = dict(num_images=128, num_eval=64, gan_epochs=1, style_epochs=1, ngf=8, ndf=8,
              text_encoder="hashing")  # fmt: skip
