@@ -39,7 +39,7 @@ def test_text_emb_is_mean_of_sampled_captions(data_root):
     torch.manual_seed(0)
     item = ds[3]
     torch.manual_seed(0)
-    ds._crop_flip(3)  # same draws as __getitem__, in the same order
+    ds._crop_flip(None)  # same draws as __getitem__, in the same order
     picks = torch.randint(len(ds.emb[3]), (4,))
     assert torch.allclose(item["text_emb"], ds.emb[3][picks].mean(0))
     assert item["captions"] == ds.split.captions[3][int(picks[0])]

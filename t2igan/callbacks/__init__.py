@@ -1,6 +1,7 @@
 """Callbacks: figures and evaluation, talking to models only through their sampling interface."""
 
 from t2igan.callbacks.caption_consistency import CaptionConsistency
+from t2igan.callbacks.checkpoint import RunCheckpoint
 from t2igan.callbacks.interpolation import (
     CaptionInterpolation,
     NoiseInterpolation,
@@ -14,6 +15,7 @@ __all__ = [
     "CaptionConsistency",
     "CaptionInterpolation",
     "NoiseInterpolation",
+    "RunCheckpoint",
     "SampleGrid",
     "SaveRunConfig",
     "StageSamples",

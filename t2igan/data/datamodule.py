@@ -14,6 +14,7 @@ from t2igan.data import prepare as cache
 from t2igan.data.contract import Split
 from t2igan.data.dataset import TextImageDataset
 from t2igan.data.paper_files import PrecomputedEncoder, embeddings_dim
+from t2igan.data.sampler import EpochSampler
 from t2igan.data.synthetic import SyntheticBirds
 from t2igan.data.text import SentenceTransformerEncoder, TextEncoder, embed_captions
 
@@ -118,6 +119,8 @@ class T2IDataModule(L.LightningDataModule):
         self.wrong_mode = wrong_mode
         self.use_cache = use_cache
         self.datasets: dict[str, TextImageDataset] = {}
+        self.sampler: EpochSampler | None = None
+        self._resume: tuple[int, int] | None = None  # (epoch seed, items done) from a checkpoint
         if dataset == "synthetic":
             self.reader = SyntheticBirds(load_size or image_size, num_images, num_eval_images, seed)
             self.text_encoder = text_encoder or SentenceTransformerEncoder()
@@ -241,15 +244,50 @@ class T2IDataModule(L.LightningDataModule):
         return DataLoader(
             self.datasets[name],
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=self._train_sampler(len(self.datasets[name])) if train else None,
             drop_last=train,  # GAN-INT pairs the two halves of a batch; BN needs B > 1
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             collate_fn=shift_collate if self.wrong_mode == "shift" else None,
+            # workers' seeds from a generator of their own: loading never draws from the global
+            # RNG, so the noise stream does not depend on when a loader is created
+            generator=torch.Generator().manual_seed(0) if train else None,
         )
+
+    def _train_sampler(self, num_items: int) -> EpochSampler:
+        if self.sampler is None or self.sampler.num_items != num_items:
+            self.sampler = EpochSampler(num_items)
+        if self._resume is not None:
+            self.sampler.resume(*self._resume)
+            self._resume = None
+        return self.sampler
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
+
+    def state_dict(self) -> dict:
+        """Where the training epoch under way stands (a checkpoint written mid-epoch resumes
+        from the next batch, with the same order and augmentations)."""
+        trainer = self.trainer
+        if self.sampler is None or self.sampler.epoch_seed is None or trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:  # the epoch is over: the next one is new
+            return {"train_epoch": None}
+        return {"train_epoch": {"seed": self.sampler.epoch_seed, "items": done * self.batch_size}}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch = state.get("train_epoch")
+        if epoch is None:
+            return
+        if self.trainer is not None and self.trainer.world_size > 1:
+            log.warning("a mid-epoch checkpoint resumed on several devices starts this epoch's "
+                        "data afresh: resume from an epoch-end checkpoint to continue exactly")  # fmt: skip
+            return
+        if self.sampler is not None:
+            self.sampler.resume(epoch["seed"], epoch["items"])
+        else:  # for the sampler train_dataloader() makes next
+            self._resume = (epoch["seed"], epoch["items"])
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")

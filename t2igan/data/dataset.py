@@ -94,18 +94,18 @@ class TextImageDataset(Dataset):
         slack = (self.load_size - self.image_size) // 2
         return self._apply(self.image(i), slack, slack, False)
 
-    def wrong_index(self, i: int) -> int:
+    def wrong_index(self, i: int, generator: torch.Generator | None = None) -> int:
         start, count = self._block[int(self.labels[i])]
-        r = int(torch.randint(len(self) - count, ()))
+        r = int(torch.randint(len(self) - count, (), generator=generator))
         return int(self._order[r + count if r >= start else r])
 
-    def _crop_flip(self, i: int) -> tuple[int, int, bool]:
+    def _crop_flip(self, generator: torch.Generator | None) -> tuple[int, int, bool]:
         slack = self.load_size - self.image_size
         if self.random_crop and slack:
-            ox, oy = torch.randint(slack + 1, (2,)).tolist()
+            ox, oy = torch.randint(slack + 1, (2,), generator=generator).tolist()
         else:
             ox = oy = slack // 2
-        return ox, oy, bool(self.flip and torch.rand(()) < 0.5)
+        return ox, oy, bool(self.flip and torch.rand((), generator=generator) < 0.5)
 
     def _apply(self, img: torch.Tensor, ox: int, oy: int, flipped: bool) -> torch.Tensor:
         s = self.image_size
@@ -130,10 +130,15 @@ class TextImageDataset(Dataset):
         out -= np.float32(1.0)
         return torch.from_numpy(out)
 
-    def __getitem__(self, i: int) -> dict:
-        ox, oy, flipped = self._crop_flip(i)
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        """Item ``i``, or ``(i, seed)``: its random draws (crop, flip, captions, mismatched
+        image) then come from ``seed`` alone (see :class:`~t2igan.data.sampler.EpochSampler`);
+        else from torch's global RNG."""
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        g = None if seed is None else torch.Generator().manual_seed(seed)
+        ox, oy, flipped = self._crop_flip(g)
         emb = self.emb[i]
-        picks = torch.randint(len(emb), (self.num_captions,))
+        picks = torch.randint(len(emb), (self.num_captions,), generator=g)
         item = {
             "images": self._crop_image(i, ox, oy, flipped),
             "text_emb": emb[picks].mean(0),
@@ -142,7 +147,7 @@ class TextImageDataset(Dataset):
             "index": torch.tensor(i),
         }
         if self.wrong_images:
-            item["wrong_images"] = self._crop_image(self.wrong_index(i), *self._crop_flip(i))
+            item["wrong_images"] = self._crop_image(self.wrong_index(i, g), *self._crop_flip(g))
         # Annotations with Python floats and numpy, one tensor each at the end: see _crop_image.
         scale = self.load_size / self.image_size
         shift = (ox / self.image_size, oy / self.image_size)
