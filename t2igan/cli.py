@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
+from t2igan.callbacks.checkpoint import checkpoint_dir, resume_path, use_atomic_checkpoints
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.classpath import import_class
 from t2igan.data import T2IDataModule
@@ -24,11 +26,15 @@ from t2igan.data.embed import embed_main
 from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
 from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.run import follow_run_dir
 
 
 class T2IGANCLI(LightningCLI):
     """LightningCLI with the data module's text size, image size and text encoder linked to the
-    model, so a config states them once."""
+    model, so a config states them once. Every output follows the run directory
+    (``--trainer.default_root_dir``): loggers without a ``save_dir`` write under it, all loggers
+    of one fit share one ``logs/version_N``, checkpoints are written atomically, and
+    ``--ckpt_path last`` resumes ``<run>/checkpoints/last.ckpt`` or stops with a clear error."""
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.image_size", "model.init_args.image_size")
@@ -36,6 +42,24 @@ class T2IGANCLI(LightningCLI):
         parser.link_arguments(
             "data.text_encoder_spec", "model.init_args.text_encoder", apply_on="instantiate"
         )
+
+    def parse_arguments(self, parser, args) -> None:
+        if isinstance(args, (dict, Namespace)):
+            return super().parse_arguments(parser, args)
+        # Loggers may leave out save_dir (it is the run directory): filled in before validation.
+        self.config = parser.parse_args(args, _skip_validation=True)
+        if self.config.get("subcommand") is not None:
+            follow_run_dir(self.config[self.config.subcommand].trainer)
+        parser.validate(self.config)
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)
+        return trainer
+
+    def before_fit(self) -> None:
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = resume_path(checkpoint_dir(self.trainer), config.get("ckpt_path"))
 
 
 def cli(args: list[str] | None = None) -> T2IGANCLI:

@@ -17,7 +17,6 @@ def main(args: list[str] | None = None) -> None:
     start = time.time()
     fit = cli(["fit", "--config", str(CONFIG), *args])
     run = Path(fit.trainer.default_root_dir)
-    # The file this fit wrote: beside an earlier run's last.ckpt, Lightning names it last-v1.ckpt.
     ckpt = Path(fit.trainer.checkpoint_callback.last_model_path)
     test = cli(["test", "--config", str(CONFIG), *args, "--ckpt_path", str(ckpt)])
     acc = test.trainer.callback_metrics

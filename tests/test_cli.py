@@ -177,8 +177,8 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
 
 
 def test_demo_tests_the_checkpoint_it_just_trained(data_root, tmp_path, capsys):
-    """A second ``make demo`` beside an earlier run's last.ckpt (here an unloadable one) tests
-    and points to the new checkpoint Lightning writes beside it."""
+    """A second ``make demo`` beside an earlier run's last.ckpt (here an unloadable one) moves
+    that one aside, then tests and points to the new last.ckpt."""
     from t2igan.demo import main
 
     stale = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
@@ -189,7 +189,9 @@ def test_demo_tests_the_checkpoint_it_just_trained(data_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "held-out colour pairs: caption_acc" in out
     (line,) = [ln for ln in out.splitlines() if ln.startswith("checkpoint: ")]
-    assert line.endswith(str(Path("runs", "quickstart", "checkpoints", "last-v1.ckpt")))
+    assert line.endswith(str(Path("runs", "quickstart", "checkpoints", "last.ckpt")))
+    (kept,) = stale.parent.glob("previous-*/last.ckpt")
+    assert kept.read_bytes() == b"an earlier run"
 
 
 def test_load_model_names_what_is_wrong(tmp_path):

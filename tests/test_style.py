@@ -340,7 +340,7 @@ def test_style_encoder_config_through_the_cli_with_wandb_offline(gan_ckpt, tmp_p
     assert model.hparams.gan["init_args"]["ndf"] == 8  # the GAN's own hparams, not the CLI's
     assert (tmp_path / "runs" / "style_encoder" / "style_transfer" / "epoch_0000.png").is_file()
     # W&B offline run: metrics, the style-transfer figure and the full run config
-    (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    (run_dir,) = (tmp_path / "runs" / "style_encoder" / "wandb").glob("offline-run-*")
     assert list((run_dir / "files" / "media" / "images").glob("style_transfer_*.png"))
     # wandb-core writes the offline log in its own process: poll until it holds the metrics
     # and the run config
