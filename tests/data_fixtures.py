@@ -27,12 +27,32 @@ def _image(path: Path, size: tuple[int, int], seed: int, mode: str = "RGB") -> N
     img.save(path, "JPEG")
 
 
+#: Real rows of the official CUB ``bounding_boxes.txt`` whose box ends one pixel past its image
+#: (x + w = W + 1 or y + h = H + 1), which the official file ships: (image id, images.txt key,
+#: the row's box, image size (w, h), train_test_split value). The overrun side of each size
+#: follows from the row (x + w = 501 for id 47: a 500-pixel width; y + h = 376, 334 and 376 for
+#: ids 757, 1233 and 1241: heights of 375, 333 and 375); the other side is a usual CUB size
+#: that holds the box (the real subset in ../shared/data has none of these four images).
+REAL_OFF_BY_ONE = (
+    (47, "001.Black_footed_Albatross/Black_Footed_Albatross_0050_796125", "5.0 127.0 496.0 131.0",
+     (500, 333), 0),
+    (757, "014.Indigo_Bunting/Indigo_Bunting_0058_12207", "58.0 70.0 216.0 306.0", (500, 375), 0),
+    (1233, "023.Brandt_Cormorant/Brandt_Cormorant_0014_23050", "123.0 22.0 210.0 312.0",
+     (500, 333), 1),
+    (1241, "023.Brandt_Cormorant/Brandt_Cormorant_0067_23352", "68.0 20.0 431.0 356.0",
+     (500, 375), 1),
+)  # fmt: skip
+
+
 def make_cub(root: Path, classes=(1, 2, 4, 7), per_class: int = 3, crlf: bool = False,
-             captions: int = 10) -> Path:  # fmt: skip
+             captions: int = 10, real_rows=()) -> Path:  # fmt: skip
     """A CUB_200_2011 folder (plus ``text_c10`` beside it, the StackGAN layout) with
     ``per_class`` images of each class id in ``classes``. Image ids run in a shuffled name
     order (images.txt is not sorted by name); image k has box (5, 6, w/2, h/2) and its left
-    wing at (10, 20), right wing invisible. Class 1 and 4 are StackGAN test classes."""
+    wing at (10, 20), right wing invisible. Class 1 and 4 are StackGAN test classes.
+
+    ``real_rows`` (e.g. :data:`REAL_OFF_BY_ONE`) adds images with real ids, names and boxes,
+    in JPEGs of the given sizes, after the others."""
     cub = root / "CUB_200_2011"
     rows, n = [], 0
     for c in classes:
@@ -41,6 +61,7 @@ def make_cub(root: Path, classes=(1, 2, 4, 7), per_class: int = 3, crlf: bool = 
             rows.append((c, f"{c:03d}.Bird_{c}/Bird_{c}_{j:04d}_{100 + n}"))
     order = np.random.default_rng(0).permutation(len(rows))
     rows = [rows[i] for i in order]
+    assert all(r[0] > len(rows) for r in real_rows), "real ids must follow the fixture's"
     eol = "\r\n" if crlf else "\n"
 
     def write(rel: str, lines: list[str]) -> None:
@@ -62,17 +83,34 @@ def make_cub(root: Path, classes=(1, 2, 4, 7), per_class: int = 3, crlf: bool = 
             if name == "beak":
                 xy, vis = (f"{w - 1}.0 {h - 1}.0", 1)
             locs.append(f"{i} {p} {xy} {vis}")
-        text = root / "text_c10" / f"{key}.txt"
-        text.parent.mkdir(parents=True, exist_ok=True)
-        text.write_bytes(eol.join(f"caption {k} of image {key}." for k in range(captions)).encode())
+        _captions(root, key, captions, eol)
+    for i, key, box, (w, h), is_train in real_rows:
+        c = int(key[:3])
+        _image(cub / "images" / f"{key}.jpg", (w, h), i)
+        images.append(f"{i} {key}.jpg")
+        labels.append(f"{i} {c}")
+        split.append(f"{i} {is_train}")
+        boxes.append(f"{i} {box}")
+        for p, name in enumerate(CUB_PARTS, 1):
+            xy, vis = ("10.0 20.0", 1) if name == "left wing" else ("0.0 0.0", 0)
+            locs.append(f"{i} {p} {xy} {vis}")
+        _captions(root, key, captions, eol)
+    names = {c: f"{c:03d}.Bird_{c}" for c in classes}
+    names.update({int(key[:3]): key.split("/")[0] for _, key, *_ in real_rows})
     write("images.txt", images)
-    write("classes.txt", [f"{c} {c:03d}.Bird_{c}" for c in sorted(set(classes))])
+    write("classes.txt", [f"{c} {names[c]}" for c in sorted(names)])
     write("image_class_labels.txt", labels)
     write("train_test_split.txt", split)
     write("bounding_boxes.txt", boxes)
     write("parts/parts.txt", [f"{p} {name}" for p, name in enumerate(CUB_PARTS, 1)])
     write("parts/part_locs.txt", locs)
     return cub
+
+
+def _captions(root: Path, key: str, count: int, eol: str) -> None:
+    text = root / "text_c10" / f"{key}.txt"
+    text.parent.mkdir(parents=True, exist_ok=True)
+    text.write_bytes(eol.join(f"caption {k} of image {key}." for k in range(count)).encode())
 
 
 def cub_keys(cub: Path) -> list[str]:
@@ -113,6 +151,51 @@ def write_stackgan(folder: Path, split: str, keys: list[str], classes: list[int]
         with open(base / name, "wb") as f:
             pickle.dump(obj, f, protocol=0 if name != "char-CNN-RNN-embeddings.pickle" else 2)
     return emb
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Writes protocol 2 pickles as Python 2 with numpy 1.x wrote them (StackGAN's originals):
+    byte strings (an array's raw data) and text as Python 2 ``str`` (``BINSTRING`` of latin1
+    bytes, read back with ``encoding="latin1"``), numpy's functions under ``numpy.core``. With
+    ``unicode_text``, text is written as Python 2 ``unicode`` instead (``BINUNICODE``)."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def __init__(self, f, unicode_text: bool = False):
+        super().__init__(f, protocol=2)
+        self.unicode_text = unicode_text
+
+    def _binstring(self, data: bytes) -> None:
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+
+    def save_bytes(self, obj: bytes) -> None:
+        self._binstring(obj)
+        self.memoize(obj)
+
+    def save_str(self, obj: str) -> None:
+        if self.unicode_text:
+            return pickle._Pickler.save_str(self, obj)
+        self._binstring(obj.encode("latin1"))
+        self.memoize(obj)
+
+    def save_global(self, obj, name=None) -> None:
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+    dispatch[str] = save_str
+
+
+def py2_pickle(path: Path, obj, unicode_text: bool = False) -> Path:
+    """Write ``obj`` as a Python 2 / numpy 1.x protocol 2 pickle (see :class:`_Py2Pickler`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        _Py2Pickler(f, unicode_text).dump(obj)
+    return path
 
 
 # --- a minimal Torch7 serialiser (the format torchfile reads), for Reed's .t7 fixtures --------

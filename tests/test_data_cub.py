@@ -7,13 +7,19 @@ import pytest
 import torch
 
 from t2igan.data.contract import CUB_PARTS
-from t2igan.data.cub import STACKGAN_TEST_CLASSES, CUBReader, stackgan_crop
+from t2igan.data.cub import (
+    BOX_TOLERANCE_PX,
+    STACKGAN_TEST_CLASSES,
+    CUBReader,
+    clip_boxes,
+    stackgan_crop,
+)
 from t2igan.data.dataset import TextImageDataset
 from t2igan.data.files import MissingDataError
 from t2igan.data.paper_files import read_pickle
 
 from .conftest import SHARED_DATA
-from .data_fixtures import cub_keys, make_cub, write_stackgan
+from .data_fixtures import REAL_OFF_BY_ONE, cub_keys, make_cub, write_stackgan
 
 LW, RW, BEAK = CUB_PARTS.index("left wing"), CUB_PARTS.index("right wing"), CUB_PARTS.index("beak")
 
@@ -156,8 +162,104 @@ def test_part_outside_image_is_reported(cub):
     path = cub / "parts" / "part_locs.txt"
     text = path.read_text().replace("1 9 10.0 20.0 1", "1 9 1000.0 20.0 1", 1)
     path.write_text(text)
-    with pytest.raises(ValueError, match="'left wing'"):
+    with pytest.raises(ValueError, match="'left wing'") as err:
         CUBReader(cub, split="official").load("train")
+    assert "at (1000, 20)" in str(err.value) and "np." not in str(err.value)
+
+
+def _set_box(cub, image_id: int, box: str) -> None:
+    path = cub / "bounding_boxes.txt"
+    lines = [f"{image_id} {box}" if int(line.split()[0]) == image_id else line
+             for line in path.read_text().splitlines()]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_official_boxes_one_pixel_past_the_edge_are_clipped(tmp_path, caplog):
+    """Real rows of the official bounding_boxes.txt (ids 47, 757, 1233, 1241) end one pixel past
+    their image: they are accepted, clipped to the image, and reported."""
+    cub = make_cub(tmp_path, real_rows=REAL_OFF_BY_ONE)
+    reader = CUBReader(cub, split="official")
+    train, test = reader.load("train"), reader.load("test")  # raised before the fix
+    for _, key, box, (w, h), is_train in REAL_OFF_BY_ONE:
+        split = train if is_train else test
+        x, y, bw, bh = (float(v) for v in box.split())
+        assert x + bw == w + 1 or y + bh == h + 1  # the official row overruns by one pixel
+        i = split.names.index(key)
+        clipped = [x, y, min(x + bw, w) - x, min(y + bh, h) - y]
+        np.testing.assert_allclose(split.boxes[i], np.array(clipped) / [w, h, w, h], rtol=1e-6)
+        assert (split.boxes[i, :2] + split.boxes[i, 2:] <= 1).all()
+        assert key in split.extra["clipped_boxes"]
+    assert len(test.extra["clipped_boxes"]) == 2 and len(train.extra["clipped_boxes"]) == 2
+    assert "2 bounding boxes overran their image by at most" in caplog.text
+    assert "image id 47" in caplog.text and "(5, 127, 496, 131)" in caplog.text
+    # the other images' boxes are untouched
+    assert not any(n.startswith("00") and "Bird_" in n for n in test.extra["clipped_boxes"])
+
+
+def test_official_off_by_one_boxes_with_the_bbox_crop(tmp_path):
+    cub = make_cub(tmp_path, real_rows=REAL_OFF_BY_ONE)
+    split = CUBReader(cub, split="official", bbox_crop=True).load("test")
+    i = split.names.index(REAL_OFF_BY_ONE[0][1])  # id 47: 5 127 496 131 in a 500-pixel width
+    assert split.images[i].shape[1] <= 500
+    assert (split.boxes[i, :2] >= 0).all() and split.boxes[i, 0] + split.boxes[i, 2] <= 1 + 1e-6
+
+
+def test_box_tolerance_edge(cub):
+    """Overrunning by BOX_TOLERANCE_PX is clipped; one pixel more is an error."""
+    w, h = 100, 70
+    boxes = np.array([[5.0, 6.0, w - 5 + BOX_TOLERANCE_PX, 10.0],
+                      [5.0, 6.0, w - 5 + BOX_TOLERANCE_PX + 1, 10.0],
+                      [-BOX_TOLERANCE_PX, 6.0, 20.0, 10.0],
+                      [5.0, 6.0, 0.0, 10.0]])  # fmt: skip
+    out, clipped, bad = clip_boxes(boxes, np.array([[w, h]] * 4, dtype=float))
+    assert clipped.tolist() == [True, False, True, False]
+    assert bad.tolist() == [False, True, False, True]
+    np.testing.assert_allclose(out[0], [5, 6, w - 5, 10])
+    np.testing.assert_allclose(out[2], [0, 6, 20 - BOX_TOLERANCE_PX, 10])
+    iw = 64  # fixture image id 1 is 64 x 96 (SIZES[1]), in the official train split
+    _set_box(cub, 1, f"5.0 6.0 {iw - 5 + BOX_TOLERANCE_PX} 10.0")
+    split = CUBReader(cub, split="official").load("train")
+    assert split.extra["clipped_boxes"] == [cub_keys(cub)[0]]
+    _set_box(cub, 1, f"5.0 6.0 {iw - 5 + BOX_TOLERANCE_PX + 1} 10.0")
+    with pytest.raises(ValueError, match=f"outside their image by more than {BOX_TOLERANCE_PX}"):
+        CUBReader(cub, split="official").load("train")
+
+
+def test_box_error_counts_every_split_in_plain_numbers(cub):
+    """A box far outside is an error; the count is over all splits, the numbers are plain."""
+    _set_box(cub, 1, "5.0 6.0 500.0 10.0")  # id 1: official train
+    _set_box(cub, 2, "5.0 6.0 10.0 400.0")  # id 2: official test
+    _set_box(cub, 3, "5.0 6.0 0.0 10.0")  # id 3 (train): no area
+    with pytest.raises(ValueError, match="outside their image") as err:
+        CUBReader(cub, split="official").load("test")
+    text = str(err.value)
+    assert text.startswith("3 bounding boxes lie outside their image by more than 2 px")
+    assert "all splits: 12 images checked" in text
+    assert "(5, 6, 10, 400)" in text and "image id 2" in text and cub_keys(cub)[1] in text
+    assert "np.float64" not in text and "np." not in text
+
+
+def test_class_split_fallback_is_logged_once(cub, caplog):
+    reader = CUBReader(cub)
+    reader.load("train"), reader.load("test"), reader.load("val")
+    assert caplog.text.count("built-in 50 test classes") == 1
+    caplog.clear()
+    write_stackgan(cub.parent, "train", cub_keys(cub)[:2], [1, 1])
+    write_stackgan(cub.parent, "test", cub_keys(cub)[2:4], [1, 1])
+    CUBReader(cub).load("train")
+    assert "built-in" not in caplog.text
+
+
+def test_missing_images_folder_is_named_as_such(cub):
+    import shutil
+
+    shutil.rmtree(cub / "images")
+    for skip in (False, True):
+        with pytest.raises(MissingDataError) as err:
+            CUBReader(cub, skip_missing=skip).load("train")
+        text = str(err.value)
+        assert f"{cub / 'images'} not found" in text and "t2igan download cub" in text
+        assert "lack their image" not in text
 
 
 # --- the real files -------------------------------------------------------------------------
@@ -178,6 +280,20 @@ def test_real_known_box_and_part():
     assert not split.keypoints[i, CUB_PARTS.index("left eye")].any()
     assert split.captions[i][0].startswith("the bird has head and beak proportional")
     assert len(split.captions[i]) == 10
+
+
+@real
+def test_real_boxes_are_read_as_shipped():
+    """The official bounding_boxes.txt (all 11,788 rows): its one-pixel overruns (ids 47, 757,
+    1233, ...) are the rows REAL_OFF_BY_ONE copies; every image here reads."""
+    rows = {int(line.split()[0]): line.split(None, 1)[1]
+            for line in (REAL / "bounding_boxes.txt").read_text().splitlines()}  # fmt: skip
+    keys = {int(line.split()[0]): line.split()[1].rsplit(".", 1)[0]
+            for line in (REAL / "images.txt").read_text().splitlines()}  # fmt: skip
+    for image_id, key, box, *_ in REAL_OFF_BY_ONE:
+        assert rows[image_id].split() == box.split() and keys[image_id] == key
+    reader = CUBReader(REAL, split="official", skip_missing=True)
+    assert len(reader.load("train")) + len(reader.load("test")) == 62
 
 
 @real

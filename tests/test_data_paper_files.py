@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 import torch
 
+from t2igan.cli import SUBCOMMANDS
 from t2igan.data import T2IDataModule
 from t2igan.data.cub import CUBReader
 from t2igan.data.paper_files import (
+    STACKGAN_EMB,
     PortHDF5Reader,
     PrecomputedEncoder,
+    UnsafePickleError,
     decode_reed_chars,
     embeddings_dim,
+    read_pickle,
     read_reed_t7,
     stackgan_split,
 )
 
+from .conftest import SHARED_DATA
 from .data_fixtures import cub_keys, make_cub, write_port_hdf5, write_reed_t7, write_stackgan
 
 
@@ -113,3 +118,144 @@ def test_port_hdf5(tmp_path):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["images"].shape == (2, 3, 16, 16) and batch["text_emb"].shape == (2, 8)
+
+
+# --- the papers' pickles are read with a restricted unpickler -------------------------------
+
+
+class _Touch:
+    """Unpickling this creates ``path``: what a crafted pickle could do (or worse)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _evil(path, marker, protocol=2, wrap=list):
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(wrap([_Touch(marker)]), protocol=protocol))
+    return path
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_malicious_pickle_is_refused_unrun(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    path = _evil(tmp_path / "x.pickle", marker, protocol)
+    with pytest.raises(UnsafePickleError, match=r"x\.pickle.*global io\.open"):
+        read_pickle(path)
+    assert not marker.exists()
+
+
+def test_malicious_embeddings_do_not_run_while_the_datamodule_is_built(tmp_path, cub):
+    """A crafted char-CNN-RNN-embeddings.pickle used to run code in T2IDataModule(...)."""
+    marker = tmp_path / "pwned"
+    _stackgan(cub, tmp_path / "sg")
+    _evil(tmp_path / "sg" / "test" / STACKGAN_EMB, marker)
+    with pytest.raises(UnsafePickleError, match=f"{STACKGAN_EMB}.*global io.open"):
+        T2IDataModule("cub", root=str(tmp_path), source=str(cub), embeddings=str(tmp_path / "sg"),
+                      image_size=32, use_cache=False)  # fmt: skip
+    _evil(tmp_path / "sg" / "train" / "filenames.pickle", marker, protocol=0)
+    with pytest.raises(UnsafePickleError, match="filenames.pickle"):
+        stackgan_split(tmp_path / "sg", "train")
+    assert not marker.exists()
+
+
+def test_malicious_filenames_pickle_beside_cub_does_not_run(tmp_path, cub):
+    """The CUB reader reads StackGAN's filenames.pickle by itself when it sits beside the data."""
+    marker = tmp_path / "pwned"
+    _evil(cub.parent / "train" / "filenames.pickle", marker)
+    with pytest.raises(UnsafePickleError, match=r"train/filenames\.pickle.*global io\.open"):
+        CUBReader(cub).load("train")
+    with pytest.raises(SystemExit, match="refused"):
+        SUBCOMMANDS["prepare"](["--dataset", "cub", "--root", str(tmp_path), "--source", str(cub)])
+    assert not marker.exists()
+
+
+class _Harmless:
+    pass
+
+
+def test_other_globals_are_refused(tmp_path):
+    import pickle
+
+    for obj, name in ((_Harmless(), "_Harmless"), ({1, 2}, "set"), (complex(1, 2), "complex")):
+        path = tmp_path / "g.pickle"
+        path.write_bytes(pickle.dumps([obj], protocol=2))
+        with pytest.raises(UnsafePickleError, match=name):
+            read_pickle(path)
+    path.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    with pytest.raises(UnsafePickleError, match=r"os\.system"):  # the Python 2 name
+        read_pickle(path)
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="not a readable pickle"):
+        read_pickle(path)
+
+
+def _layouts(keys, dim=6):
+    """StackGAN's files as they are found: (N, 10, D), (N, D) or a list of (10, D) arrays."""
+    emb = np.arange(len(keys) * 10 * dim, dtype=np.float32).reshape(len(keys), 10, dim)
+    return {"array": (emb, emb), "one per image": (emb[:, 0], emb[:, :1]),
+            "list": (list(emb), emb)}  # fmt: skip
+
+
+@pytest.mark.parametrize("writer", ["py2-protocol-2", "py2-protocol-2-unicode", "protocol-0",
+                                    "protocol-2", "protocol-4", "protocol-5"])  # fmt: skip
+@pytest.mark.parametrize("layout", ["array", "one per image", "list"])
+def test_pickles_of_the_real_structure_load(tmp_path, cub, writer, layout):
+    """Python 2 / numpy 1.x protocol 2 pickles (latin1 strings, numpy.core globals) and pickles
+    re-saved by Python 3 / numpy 2, in every layout stackgan_split and the CUB reader accept."""
+    import pickle
+
+    from .data_fixtures import py2_pickle
+
+    keys = cub_keys(cub)
+    test = [k for k in keys if k.startswith(("001", "004"))]
+    written, expected = _layouts(test)[layout]
+    classes = [np.int64(int(k[:3])) for k in test]  # numpy scalars, as in train/class_info
+
+    def dump(name, obj):
+        path = tmp_path / "sg" / "test" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if writer.startswith("py2"):
+            py2_pickle(path, obj, unicode_text=writer.endswith("unicode"))
+        else:
+            path.write_bytes(pickle.dumps(obj, protocol=int(writer[-1])))
+
+    dump("filenames.pickle", list(test))
+    dump("class_info.pickle", classes)
+    dump(STACKGAN_EMB, written)
+    names, got_classes, emb = stackgan_split(tmp_path / "sg", "test")
+    assert names == test and got_classes.tolist() == [int(c) for c in classes]
+    np.testing.assert_array_equal(emb, expected)
+    assert embeddings_dim(tmp_path / "sg") == 6
+    # the same files beside the CUB root define the class split
+    for name in ("filenames.pickle", "class_info.pickle"):
+        (cub.parent / "test").mkdir(exist_ok=True)
+        (cub.parent / "test" / name).write_bytes((tmp_path / "sg" / "test" / name).read_bytes())
+    split = CUBReader(cub, embeddings=tmp_path / "sg").load("test")
+    assert split.names == test
+    for name, e in zip(split.names, split.caption_emb):
+        np.testing.assert_array_equal(e, expected[test.index(name)])
+
+
+def test_latin1_text_of_python2_pickles(tmp_path):
+    from .data_fixtures import py2_pickle
+
+    path = py2_pickle(tmp_path / "f.pickle", ["001.Bird/Caf\xe9_0001", {"k": [1, 2.5, b"\xff"]}])
+    assert read_pickle(path) == ["001.Bird/Caf\xe9_0001", {"k": [1, 2.5, "\xff"]}]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "birds" / "train").exists(), reason="no shared real data")
+def test_real_stackgan_pickles_load_restricted():
+    import pickle
+
+    for split in ("train", "test"):
+        for name in ("filenames.pickle", "class_info.pickle"):
+            path = SHARED_DATA / "birds" / split / name
+            with open(path, "rb") as f:
+                plain = pickle.load(f, encoding="latin1")  # the real files, trusted here
+            assert read_pickle(path) == plain and len(plain) in (8855, 2933)

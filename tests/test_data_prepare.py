@@ -161,3 +161,99 @@ def test_large_images_are_read_from_the_file(tmp_path, cub):
     np.testing.assert_array_equal(lazy[3], in_memory[3])
     copy = pickle.loads(pickle.dumps(lazy))  # as DataLoader workers receive it
     np.testing.assert_array_equal(copy[1], in_memory[1])
+
+
+def test_prepare_records_the_clipped_official_boxes(tmp_path, capsys):
+    """The official rows that end one pixel past their image are clipped, counted in the printed
+    summary and in the manifest."""
+    from .data_fixtures import REAL_OFF_BY_ONE
+
+    cub = make_cub(tmp_path / "raw", real_rows=REAL_OFF_BY_ONE)
+    argv = ["--dataset", "cub", "--root", str(tmp_path), "--source", str(cub), "--load-size", "38",
+            "--split", "official"]  # fmt: skip
+    SUBCOMMANDS["prepare"](argv)  # stopped with "4 bounding boxes lie outside" before the fix
+    out = capsys.readouterr().out
+    assert "bounding boxes clipped to their image (they overran it by at most 2 px): 4" in out
+    assert "train: 8 images" in out and "test: 8 images" in out
+    path = cache.cache_file(tmp_path, "cub", 38, {"split": "official"})
+    manifest = cache.CachedReader(path).manifest
+    assert manifest["clipped_boxes"] == 4 and manifest["box_tolerance_px"] == 2
+    assert manifest["clipped_boxes_per_split"] == {"train": 2, "val": 2, "test": 2}  # val = test
+    assert sorted(manifest["clipped_box_images"]) == sorted(k for _, k, *_ in REAL_OFF_BY_ONE)
+    SUBCOMMANDS["prepare"](argv)  # up to date: the same summary from the stored manifest
+    assert "clipped to their image (they overran it by at most 2 px): 4" in capsys.readouterr().out
+
+
+def test_prepare_some_splits_and_test_from_that_cache(tmp_path, cub, caplog):
+    """A folder holding test classes only: preparing every split fails and names --splits;
+    --splits test writes a cache that `test` runs from, and `fit` names the missing split."""
+    from t2igan.data.files import EmptySplitError
+
+    test_only = make_cub(tmp_path / "test_only", classes=(1, 4))  # StackGAN test classes
+    with pytest.raises(EmptySplitError, match=r"train split .*has no images.*--splits val test"):
+        cache.prepare("cub", tmp_path, test_only, load_size=38)
+    with pytest.raises(SystemExit, match="--splits val test"):
+        SUBCOMMANDS["prepare"](["--dataset", "cub", "--root", str(tmp_path), "--source",
+                                str(test_only), "--load-size", "38"])  # fmt: skip
+    SUBCOMMANDS["prepare"](["--dataset", "cub", "--root", str(tmp_path), "--source",
+                            str(test_only), "--load-size", "38", "--splits", "test"])  # fmt: skip
+    path = cache.cache_file(tmp_path, "cub", 38, {})
+    assert cache.CachedReader(path).splits == ("test",)
+    assert cache.CachedReader(path).manifest["splits"] == ["test"]
+    dm = _dm(tmp_path, test_only)
+    dm.prepare_data()  # Lightning calls it for `test` too: the missing train split is skipped
+    dm.setup("test")
+    assert isinstance(dm._cache, cache.CachedReader) and len(dm.datasets["test"]) == 6
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["images"].shape == (4, 3, 32, 32)
+    with pytest.raises(EmptySplitError, match=r"train split is not in the cache.*t2igan prepare"):
+        _dm(tmp_path, test_only).setup("fit")
+    # asking for the missing splits rebuilds; asking for fewer than stored does not
+    with pytest.raises(EmptySplitError):
+        cache.prepare("cub", tmp_path, test_only, load_size=38, splits="train,test")
+    cache.prepare("cub", tmp_path, test_only, load_size=38, splits=["val", "test"])
+    assert cache.CachedReader(path).splits == ("val", "test")
+    mtime = path.stat().st_mtime_ns
+    cache.prepare("cub", tmp_path, test_only, load_size=38, splits="test")
+    assert path.stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="unknown split"):
+        cache.prepare("cub", tmp_path, test_only, load_size=38, splits="tset")
+    with pytest.raises(SystemExit):
+        SUBCOMMANDS["prepare"](["--dataset", "cub", "--source", str(test_only), "--splits", "x"])
+
+
+def test_stale_tmp_files_of_killed_prepares_are_removed(tmp_path, cub, caplog):
+    """`kill -9` during prepare leaves .<cache>.<pid>.tmp: the next prepare removes it (and
+    leaves the temporary files of running processes alone)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "cub"
+    folder.mkdir()
+    name = cache.cache_file(tmp_path, "cub", 38, {}).name
+    code = (f"import os, time; open(os.path.join({str(folder)!r}, '.{name}.%d.tmp' % os.getpid()),"
+            " 'wb').write(b'half a cache'); time.sleep(60)")  # fmt: skip
+    killed = subprocess.Popen([sys.executable, "-c", code])
+    stale = folder / f".{name}.{killed.pid}.tmp"
+    deadline = time.monotonic() + 30
+    while not stale.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = folder / f".{name}.{running.pid}.tmp"
+        live.write_bytes(b"being written")
+        other = folder / "notes.tmp"
+        other.write_text("not ours")
+        cache.prepare("cub", tmp_path, cub, load_size=38)
+        assert not stale.exists() and live.exists() and other.exists()
+        assert f"removed {stale}" in caplog.text and str(killed.pid) in caplog.text
+    finally:
+        running.kill()
+        running.wait()
+    cache.prepare("cub", tmp_path, cub, load_size=38)  # up to date: still cleans up
+    assert not live.exists()

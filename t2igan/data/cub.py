@@ -24,6 +24,7 @@ import numpy as np
 
 from t2igan.data.contract import CUB_PARTS, Split
 from t2igan.data.files import (
+    EmptySplitError,
     ImageFiles,
     MissingDataError,
     image_size,
@@ -45,6 +46,40 @@ STACKGAN_TEST_CLASSES = (
 )  # fmt: skip
 SPLIT_MODES = ("class", "official")
 FETCH = "Download and extract it with `t2igan download cub --root {root}`."
+#: How far (pixels) a bounding box may overrun its image and still be accepted, clipped to the
+#: image. Several official boxes end one pixel past the edge (x + w = W + 1 or y + h = H + 1,
+#: e.g. image ids 47, 757 and 1233); a box further out is an error.
+BOX_TOLERANCE_PX = 2
+
+
+def _num(v) -> str:
+    """A number as plain text (``123`` or ``12.5``), never a numpy repr."""
+    return f"{float(v):g}"
+
+
+def _nums(values) -> str:
+    return "(" + ", ".join(_num(v) for v in values) + ")"
+
+
+def clip_boxes(boxes: np.ndarray, sizes: np.ndarray, tolerance: float = BOX_TOLERANCE_PX):
+    """Boxes (N, 4) pixel (x, y, w, h) in images of ``sizes`` (N, 2) (w, h).
+
+    Returns (clipped boxes, clipped mask, bad mask): a box that overruns its image by at most
+    ``tolerance`` pixels on any side is clipped to the image; one further out, or with no area
+    (before or after clipping), is bad and left as it is.
+    """
+    w, h = sizes[:, 0], sizes[:, 1]
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    overrun = np.max(np.stack([-x0, -y0, x1 - w, y1 - h]), axis=0)
+    cx0, cy0 = np.maximum(x0, 0), np.maximum(y0, 0)
+    cx1, cy1 = np.minimum(x1, w), np.minimum(y1, h)
+    bad = (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0) | (overrun > tolerance)
+    bad |= (cx1 <= cx0) | (cy1 <= cy0)
+    clipped = (overrun > 0) & ~bad
+    out = boxes.copy()
+    out[clipped] = np.stack([cx0, cy0, cx1 - cx0, cy1 - cy0], axis=1)[clipped]
+    return out, clipped, bad
 
 
 def stackgan_crop(box: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -113,6 +148,8 @@ class CUBReader:
         self.captions_per_image = captions_per_image
         self.skip_missing = skip_missing
         self.embeddings = Path(embeddings) if embeddings else None
+        self._fallback_logged = False
+        self._sizes: dict[int, tuple[int, int]] = {}  # row -> (w, h), read from image headers
         self._read_metadata(fix)
 
     def _file(self, rel: str, fix: str) -> Path:
@@ -171,6 +208,13 @@ class CUBReader:
                 raise ValueError(f"{len(missing)} names in StackGAN's filenames.pickle are not "
                                  f"in images.txt, e.g. {missing[:3]}")  # fmt: skip
             return np.array([row[k] for k in pickled], dtype=int)
+        if not self._fallback_logged:
+            log.warning(
+                "CUB class split: no StackGAN {train,test}/filenames.pickle in %s or %s; using "
+                "the built-in 50 test classes (t2igan.data.cub.STACKGAN_TEST_CLASSES), in "
+                "images.txt order", self.root.parent, self.root,
+            )  # fmt: skip
+            self._fallback_logged = True
         held_out = np.isin(self.labels, STACKGAN_TEST_CLASSES)
         return np.flatnonzero(held_out != train)
 
@@ -186,6 +230,11 @@ class CUBReader:
     def load(self, split: str) -> Split:
         """The images of ``split`` with captions, labels (0-based class), boxes and parts."""
         rows = self.split_rows(split)
+        if not (self.root / "images").is_dir():
+            raise MissingDataError(
+                f"{self.root / 'images'} not found: expected the CUB images folder there "
+                f"(images/<class>/<image>.jpg). {FETCH.format(root=self.root.parent)}"
+            )
         paths = [self.root / "images" / self.files[r] for r in rows]
         texts = [self.text_dir / f"{self.keys[r]}.txt" for r in rows]
         present = keep_present(paths, texts, self.skip_missing, f"CUB {split}",
@@ -194,12 +243,24 @@ class CUBReader:
         paths = [p for p, ok in zip(paths, present) if ok]
         texts = [t for t, ok in zip(texts, present) if ok]
         if len(rows) == 0:
-            raise MissingDataError(f"CUB {split} split ({self.split_mode}) has no images in "
-                                   f"{self.root}")  # fmt: skip
+            raise EmptySplitError(f"CUB {split} split ({self.split_mode}) has no images in "
+                                  f"{self.root}", split=split)  # fmt: skip
         captions = [read_captions(t, self.captions_per_image) for t in texts]
-        sizes = np.array([image_size(p) for p in paths], dtype=np.float64)  # (N, 2) w, h
-        boxes, kp = self.boxes_px[rows].copy(), self.keypoints_px[rows].copy()
-        self._check(paths, boxes, kp, sizes)
+        sizes = self._image_sizes(rows)  # (N, 2) w, h
+        boxes, clipped, bad = clip_boxes(self.boxes_px[rows], sizes)
+        kp = self.keypoints_px[rows].copy()
+        if bad.any():
+            self._box_error(rows, bad)
+        self._check_parts(rows, kp, sizes)
+        if clipped.any():
+            i = int(np.flatnonzero(clipped)[0])
+            log.warning(
+                "CUB %s: %d bounding boxes overran their image by at most %d px "
+                "(BOX_TOLERANCE_PX) and were clipped to it, e.g. image id %d %s: %s in a %d x %d "
+                "image (bounding_boxes.txt)", split, int(clipped.sum()), BOX_TOLERANCE_PX,
+                int(self.ids[rows[i]]), self.files[rows[i]], _nums(self.boxes_px[rows[i]]),
+                int(sizes[i, 0]), int(sizes[i, 1]),
+            )  # fmt: skip
         if self.bbox_crop:
             windows = np.stack([stackgan_crop(b, w, h) for b, (w, h) in zip(boxes, sizes)])
         else:
@@ -226,30 +287,70 @@ class CUBReader:
             keypoints=kp.astype(np.float32),
             part_names=CUB_PARTS,
             caption_emb=caption_emb,
+            extra={
+                "clipped_boxes": [self.keys[r] for r in rows[clipped]],
+                "box_tolerance_px": BOX_TOLERANCE_PX,
+            },  # fmt: skip
         )
 
-    def _check(self, paths, boxes, kp, sizes) -> None:
-        """Boxes and visible parts must lie inside their image: reported, never clamped."""
+    def _image_sizes(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), 2) image sizes (w, h) from the file headers (read once per image)."""
+        for r in rows:
+            if int(r) not in self._sizes:
+                self._sizes[int(r)] = image_size(self.root / "images" / self.files[r])
+        return np.array([self._sizes[int(r)] for r in rows], dtype=np.float64).reshape(-1, 2)
+
+    def _present_rows(self) -> np.ndarray:
+        """Rows of every image (all splits) whose file is there and has a readable header."""
+        present = []
+        for r in range(len(self.ids)):
+            if (self.root / "images" / self.files[r]).exists():
+                try:
+                    self._image_sizes(np.array([r]))
+                except ValueError:  # a corrupt image is reported when its split is loaded
+                    continue
+                present.append(r)
+        return np.array(present, dtype=int)
+
+    def _box_error(self, rows: np.ndarray, bad: np.ndarray) -> None:
+        """Raise the error for boxes far outside their image, counted over all splits."""
+        every = self._present_rows()
+        _, _, bad_all = clip_boxes(self.boxes_px[every], self._image_sizes(every))
+        first = int(rows[bad][0])  # one of the split being loaded, then up to two more
+        examples = []
+        for r in [first, *[int(r) for r in every[bad_all] if r != first][:2]]:
+            (w, h), path = self._sizes[r], self.root / "images" / self.files[r]
+            examples.append(f"image id {int(self.ids[r])} {path}: box (x, y, w, h) = "
+                            f"{_nums(self.boxes_px[r])} in a {w} x {h} image")  # fmt: skip
+        raise ValueError(
+            f"{int(bad_all.sum())} bounding boxes lie outside their image by more than "
+            f"{BOX_TOLERANCE_PX} px or have no area (all splits: {len(every)} images checked), "
+            f"e.g. {'; '.join(examples)} ({self.root / 'bounding_boxes.txt'}). Boxes that "
+            f"overrun their image by at most {BOX_TOLERANCE_PX} px are clipped; these are not."
+        )
+
+    def _parts_outside(self, kp: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         w, h = sizes[:, 0], sizes[:, 1]
-        bad = ((boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
-               | (boxes[:, 0] + boxes[:, 2] > w) | (boxes[:, 1] + boxes[:, 3] > h))  # fmt: skip
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{int(bad.sum())} bounding boxes lie outside their image, e.g. {paths[i]}: box "
-                f"(x, y, w, h) = {tuple(boxes[i])} in a {int(w[i])} x {int(h[i])} image "
-                f"(bounding_boxes.txt)"
-            )
         vis = kp[..., 2] > 0
-        out = vis & ((kp[..., 0] < 0) | (kp[..., 1] < 0) | (kp[..., 0] > w[:, None])
-                     | (kp[..., 1] > h[:, None]))  # fmt: skip
-        if out.any():
-            i, k = (int(v[0]) for v in np.nonzero(out))
-            raise ValueError(
-                f"{int(out.sum())} visible part locations lie outside their image, e.g. "
-                f"{CUB_PARTS[k]!r} of {paths[i]} at {tuple(kp[i, k, :2])} in a {int(w[i])} x "
-                f"{int(h[i])} image (parts/part_locs.txt)"
-            )
+        return vis & ((kp[..., 0] < 0) | (kp[..., 1] < 0) | (kp[..., 0] > w[:, None])
+                      | (kp[..., 1] > h[:, None]))  # fmt: skip
+
+    def _check_parts(self, rows: np.ndarray, kp: np.ndarray, sizes: np.ndarray) -> None:
+        """Visible parts must lie inside their image: reported (counted over all splits), never
+        clamped."""
+        out = self._parts_outside(kp, sizes)
+        if not out.any():
+            return
+        every = self._present_rows()
+        total = int(self._parts_outside(self.keypoints_px[every], self._image_sizes(every)).sum())
+        i, k = (int(v[0]) for v in np.nonzero(out))
+        w, h = (int(v) for v in sizes[i])
+        raise ValueError(
+            f"{total} visible part locations lie outside their image (all splits: {len(every)} "
+            f"images checked), e.g. {CUB_PARTS[k]!r} of image id {int(self.ids[rows[i]])} "
+            f"{self.root / 'images' / self.files[rows[i]]} at {_nums(kp[i, k, :2])} in a {w} x "
+            f"{h} image ({self.root / 'parts/part_locs.txt'})"
+        )
 
     def sources(self) -> list[Path]:
         """The annotation files a cache built from this reader depends on."""

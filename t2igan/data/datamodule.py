@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, default_collate
 from t2igan.data import prepare as cache
 from t2igan.data.contract import Split
 from t2igan.data.dataset import TextImageDataset
+from t2igan.data.files import EmptySplitError
 from t2igan.data.paper_files import PrecomputedEncoder, embeddings_dim
 from t2igan.data.sampler import EpochSampler
 from t2igan.data.synthetic import SyntheticBirds
@@ -196,6 +197,16 @@ class T2IDataModule(L.LightningDataModule):
             return self.reader.load(name)
         cached = self._cached()
         if cached is not None:
+            if name not in cached.splits:
+                load = self.load_size or self.image_size
+                command = cache.prepare_command(self.dataset, self.root, self._given_source, load,
+                                                self.options)  # fmt: skip
+                raise EmptySplitError(
+                    f"the {name} split is not in the cache {self.cache_path}, which holds only "
+                    f"{', '.join(cached.splits) or 'no split'} (prepared with --splits). Build "
+                    f"one with every split with: {command}, or read the raw files with "
+                    "--data.use_cache false", split=name,
+                )  # fmt: skip
             return cached.load(name)
         split = self._raw_reader().load(name)
         # decode each image at the load size once, rather than decode, then resize the array
@@ -224,8 +235,15 @@ class T2IDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         # Runs once (rank 0): fills the embedding cache so that every rank's setup reads it.
+        # It does not know the stage: a split without images (a cache prepared with --splits
+        # test, a folder of test classes only) is left to setup, which fails if the stage needs it.
         for name in self._splits(None):
-            self._embed(self._load(name), name)
+            try:
+                split = self._load(name)
+            except EmptySplitError as err:
+                log.info("prepare_data: skipping the %s split (%s)", name, err)
+                continue
+            self._embed(split, name)
 
     def setup(self, stage: str | None = None) -> None:
         for name in self._splits(stage):

@@ -17,6 +17,19 @@ class MissingDataError(FileNotFoundError):
     """A dataset file or folder is not where it was expected; the message says how to get it."""
 
 
+class EmptySplitError(MissingDataError):
+    """A split has no images (in the raw files, or in a cache prepared without it).
+
+    Args:
+        message: what is missing and how to get it.
+        split: the split (train, val or test).
+    """
+
+    def __init__(self, message: str, split: str) -> None:
+        super().__init__(message)
+        self.split = split
+
+
 def require(path: Path, what: str, fix: str) -> Path:
     """``path`` if it exists, else a :class:`MissingDataError` naming it, ``what`` belongs there
     and the command (``fix``) that puts it there."""

@@ -23,6 +23,7 @@ import numpy as np
 
 from t2igan.data.contract import Split
 from t2igan.data.files import (
+    EmptySplitError,
     ImageFiles,
     MissingDataError,
     keep_present,
@@ -123,7 +124,7 @@ class FlowersReader:
         paths = [p for p, ok in zip(paths, present) if ok]
         texts = [t for t, ok in zip(texts, present) if ok]
         if len(ids) == 0:
-            raise MissingDataError(f"flowers {split} split has no images in {self.root}")
+            raise EmptySplitError(f"flowers {split} split has no images in {self.root}", split)
         keys = [self.key(i) for i in ids]
         caption_emb = None
         if self.embeddings is not None:

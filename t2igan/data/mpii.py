@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from t2igan.data.contract import Split
-from t2igan.data.files import ImageFiles, MissingDataError, image_size, require
+from t2igan.data.files import (
+    EmptySplitError,
+    ImageFiles,
+    MissingDataError,
+    image_size,
+    require,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +195,9 @@ class MPIIReader:
             log.warning("MPII %s: skipping %d of %d people without image or captions, e.g. %s",
                         split, len(missing), len(ann["names"]), missing[0])  # fmt: skip
         if not keep:
-            raise MissingDataError(f"MPII {split} split has no people with images and captions")
+            raise EmptySplitError(
+                f"MPII {split} split has no people with images and captions", split
+            )
         keep = np.array(keep)
         names = [ann["names"][i] for i in keep]
         paths = [self.images / n for n in names]

@@ -3,7 +3,9 @@
 * StackGAN / AttnGAN (Zhang et al. 2017, arXiv:1612.03242): ``{train,test}/filenames.pickle``
   (image keys such as ``001.Black_footed_Albatross/Black_Footed_Albatross_0046_18``),
   ``class_info.pickle`` (1-based class ids) and ``char-CNN-RNN-embeddings.pickle`` ((N, 10, 1024)).
-  They are Python 2 pickles: read with ``encoding="latin1"``.
+  They are Python 2 pickles: read with ``encoding="latin1"``, by a restricted unpickler that
+  builds only numpy arrays, scalars and dtypes, lists, dicts, strings and numbers
+  (:func:`read_pickle`): a crafted pickle cannot run code.
 * Reed et al. icml2016 (arXiv:1605.05396): one Torch7 ``.t7`` table per image,
   ``<class>/<image>.t7``, with ``img`` (relative path), ``txt`` (10 x 1024 caption embeddings) and
   ``char`` (201 x 10 bytes, the 10 captions as 1-based indices into :data:`REED_ALPHABET`), read
@@ -16,9 +18,11 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,13 +38,94 @@ REED_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/\\|_@#$%^&*~`+-=
 STACKGAN_EMB = "char-CNN-RNN-embeddings.pickle"
 
 
+class UnsafePickleError(ValueError):
+    """A pickle names a global that the papers' files never hold: it is refused unloaded, since
+    unpickling it could run arbitrary code."""
+
+
+def _numpy_global(module: str, name: str):
+    """``numpy.core.<module>.<name>`` as numpy 1.x pickles name it, ``numpy._core...`` as numpy
+    2.x does: the same function, found under whichever name this numpy has."""
+    for base in ("numpy._core", "numpy.core"):
+        try:
+            with warnings.catch_warnings():  # numpy 2 deprecates the numpy.core alias
+                warnings.simplefilter("ignore")
+                return getattr(importlib.import_module(f"{base}.{module}"), name)
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError(f"this numpy has no {module}.{name}")
+
+
+def _latin1_bytes(text="", encoding="latin1"):
+    """``_codecs.encode`` as Python 3 pickles ``bytes`` at protocols 0 to 2 (an array's raw data,
+    ``_codecs.encode(str, "latin1")``), and ``bytes()`` for empty data; nothing else."""
+    import codecs
+
+    if not isinstance(text, str) or not isinstance(encoding, str):
+        raise pickle.UnpicklingError("_codecs.encode called with other than (str, 'latin1')")
+    if codecs.lookup(encoding).name != "iso8859-1":
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}, not latin1")
+    return text.encode("latin1")
+
+
+def _empty_bytes():
+    return b""
+
+
+#: The globals the papers' pickles (and numpy arrays pickled by numpy 1.x or 2.x at any protocol)
+#: name, with what each is read as: numpy arrays (``_reconstruct`` + ``ndarray``, or
+#: ``_frombuffer`` at protocol 5), numpy scalars (``scalar``, e.g. the numpy.int64 class ids of
+#: StackGAN's train/class_info.pickle), dtypes, and the raw bytes of Python 3 protocol 0-2 pickles.
+#: Lists, dicts, tuples, strings and numbers need no global.
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    **{(f"{base}.multiarray", name): (lambda name=name: _numpy_global("multiarray", name))
+       for base in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")},
+    **{(f"{base}.numeric", "_frombuffer"): (lambda: _numpy_global("numeric", "_frombuffer"))
+       for base in ("numpy.core", "numpy._core")},
+    ("_codecs", "encode"): lambda: _latin1_bytes,
+    ("builtins", "bytes"): lambda: _empty_bytes,  # b"" at protocols 0-2
+    ("__builtin__", "bytes"): lambda: _empty_bytes,
+}  # fmt: skip
+
+
+class _PaperUnpickler(pickle.Unpickler):
+    """An unpickler that builds only what the papers' pickles contain (see :data:`_SAFE_GLOBALS`)
+    and refuses every other global, before anything of it runs."""
+
+    def find_class(self, module: str, name: str):
+        make = _SAFE_GLOBALS.get((module, name))
+        if make is None:
+            raise UnsafePickleError(f"it names the global {module}.{name}")
+        return make()
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"it holds a persistent id ({pid!r})")
+
+
 def read_pickle(path: str | Path):
-    """Load a StackGAN/AttnGAN pickle (Python 2 protocol: ``encoding="latin1"``)."""
+    """Load a StackGAN/AttnGAN pickle (Python 2 protocol: ``encoding="latin1"``), safely.
+
+    Only numpy arrays, numpy scalars and dtypes, lists, tuples, dicts, strings, bytes and numbers
+    are built: any other global is refused with an :class:`UnsafePickleError` naming the file and
+    the global, and nothing of the pickle runs (a plain ``pickle.load`` of a crafted file runs
+    arbitrary code).
+    """
     with open(path, "rb") as f:
         try:
-            return pickle.load(f, encoding="latin1")
-        except (pickle.UnpicklingError, EOFError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable pickle ({err})") from err
+            return _PaperUnpickler(f, encoding="latin1").load()
+        except UnsafePickleError as err:
+            raise UnsafePickleError(
+                f"{path}: refused to load this pickle: {err}, which the papers' pickles never "
+                "hold (they hold numpy arrays, lists, dicts, strings and numbers only); loading "
+                "it could run arbitrary code"
+            ) from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+                IndexError, KeyError, OverflowError) as err:  # fmt: skip
+            raise ValueError(
+                f"{path}: not a readable pickle ({type(err).__name__}: {err})"
+            ) from err
 
 
 def stackgan_split(folder: str | Path, split: str) -> tuple[list[str], np.ndarray, np.ndarray]:

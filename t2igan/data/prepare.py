@@ -4,8 +4,10 @@ The cache holds, per split, the images resized to the load size (uint8), caption
 boxes, keypoints and the papers' caption embeddings when the reader had them, plus optional
 caption embeddings per text encoder, and a manifest (JSON in the file's ``manifest`` attribute):
 the source folder, the reader options, sha256 of every annotation file, the encoders, and the
-versions that wrote it. It is written to a temporary file and renamed, so an interrupted prepare
-never leaves a file that passes as a cache.
+versions that wrote it, the splits it holds (``t2igan prepare --splits test`` writes only some)
+and the bounding boxes that were clipped to their image. It is written to a temporary file
+``.<name>.<pid>.tmp`` and renamed, so an interrupted prepare never leaves a file that passes as a
+cache; the temporary files of processes that died (``kill -9``) are removed at the next prepare.
 
 Layout (``val`` is a link to ``test`` when the two are the same split)::
 
@@ -26,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import re
 import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -34,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from t2igan.data.contract import Split
-from t2igan.data.files import MissingDataError, file_digest
+from t2igan.data.files import EmptySplitError, MissingDataError, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +172,48 @@ class _Resize(Sequence):
         return np.asarray(Image.fromarray(img).resize((self.size, self.size), resample))
 
 
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # e.g. a pid out of range
+        return False
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Remove the temporary files ``.<cache>.<pid>.tmp`` in ``folder`` whose process is no
+    longer running (a prepare killed with ``kill -9`` cannot remove its own); returns them.
+    Files of running processes, this one included, are left alone."""
+    removed = []
+    if not Path(folder).is_dir():
+        return removed
+    for tmp in sorted(Path(folder).iterdir()):
+        match = _TMP.match(tmp.name)
+        if match is None or not tmp.is_file():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            tmp.unlink()
+        except FileNotFoundError:  # another prepare removed it first
+            continue
+        log.warning("removed %s: a temporary file of an interrupted prepare (process %d is no "
+                    "longer running)", tmp, pid)  # fmt: skip
+        removed.append(tmp)
+    return removed
+
+
 def write_cache(path: Path, splits: dict[str, Split], load_size: int, manifest: dict,
                 text_encoder=None) -> Path:  # fmt: skip
     """Write ``splits`` (name -> Split) to the HDF5 cache ``path``, atomically.
@@ -187,7 +232,7 @@ def write_cache(path: Path, splits: dict[str, Split], load_size: int, manifest: 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     str_dtype = h5py.string_dtype()
     manifest = dict(manifest, versions=_versions(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    encoders={})  # fmt: skip
+                    encoders={}, splits=list(splits), **clipped_summary(splits))  # fmt: skip
     try:
         with h5py.File(tmp, "w") as f:
             written: dict[tuple, str] = {}
@@ -241,6 +286,32 @@ def write_cache(path: Path, splits: dict[str, Split], load_size: int, manifest: 
     return path
 
 
+def clipped_summary(splits: dict[str, Split]) -> dict:
+    """The manifest's record of the bounding boxes the reader clipped to their image (they
+    overran it by at most the reader's tolerance, :data:`t2igan.data.cub.BOX_TOLERANCE_PX` for
+    CUB; the reader reports them in ``Split.extra``): ``clipped_boxes`` (how many, a split equal
+    to an earlier one, such as CUB's val = test, counted once), ``clipped_boxes_per_split``,
+    ``clipped_box_images`` (their names) and ``box_tolerance_px``; empty for datasets without
+    boxes."""
+    if not any(s.boxes is not None for s in splits.values()):
+        return {}
+    per_split, images, seen = {}, [], set()
+    for name, split in splits.items():
+        clipped = list(split.extra.get("clipped_boxes", []))
+        per_split[name] = len(clipped)
+        if tuple(split.names) in seen:
+            continue
+        seen.add(tuple(split.names))
+        images += [n for n in clipped if n not in images]
+    out = {"clipped_boxes": len(images), "clipped_boxes_per_split": per_split,
+           "clipped_box_images": images}  # fmt: skip
+    tolerance = [s.extra.get("box_tolerance_px") for s in splits.values()]
+    tolerance = [t for t in tolerance if t is not None]
+    if tolerance:
+        out["box_tolerance_px"] = tolerance[0]
+    return out
+
+
 def _encoder_id(encoder) -> str:
     return hashlib.sha256(json.dumps(encoder.spec(), sort_keys=True).encode()).hexdigest()[:16]
 
@@ -284,10 +355,18 @@ class CachedReader:
         self.in_memory = in_memory
         with h5py.File(self.path, "r") as f:
             self.manifest = json.loads(f.attrs["manifest"])
+            #: The splits stored (``t2igan prepare --splits`` may have written only some).
+            self.splits = tuple(s for s in SPLITS if s in f)
 
     def load(self, split: str) -> Split:
         import h5py
 
+        if split not in self.splits:
+            raise EmptySplitError(
+                f"the cache {self.path} holds the {', '.join(self.splits) or 'no'} split"
+                f"{'s' if len(self.splits) != 1 else ''}, not {split} (it was prepared with "
+                f"--splits {' '.join(self.splits)})", split=split,
+            )  # fmt: skip
         with h5py.File(self.path, "r") as f:
             g = f[split]
             offsets = g["caption_offsets"][()]
@@ -323,9 +402,21 @@ def _unflatten(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+def parse_splits(splits: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``train,test`` / ``["train", "test"]`` -> the splits in :data:`SPLITS` order (None: all)."""
+    if splits is None:
+        return SPLITS
+    names = [splits] if isinstance(splits, str) else list(splits)
+    names = [n.strip() for part in names for n in str(part).split(",") if n.strip()]
+    unknown = [n for n in names if n not in SPLITS]
+    if unknown or not names:
+        raise ValueError(f"unknown split(s) {unknown or names}: choose from {', '.join(SPLITS)}")
+    return tuple(s for s in SPLITS if s in names)
+
+
 def prepare(dataset: str, root: str | Path = "data", source: str | Path | None = None,
             load_size: int = 76, text_encoder=None, force: bool = False,
-            **options) -> Path:  # fmt: skip
+            splits: str | Sequence[str] | None = None, **options) -> Path:  # fmt: skip
     """Validate a dataset's raw files and write its cache; returns the cache path.
 
     Args:
@@ -335,22 +426,63 @@ def prepare(dataset: str, root: str | Path = "data", source: str | Path | None =
         load_size: side of the stored images.
         text_encoder: optional; embeddings of every caption are stored for it.
         force: rebuild even when an up-to-date cache exists.
+        splits: the splits to store (default: train, val and test), e.g. ``("test",)`` for a
+            folder that holds test classes only; the data module then runs ``test`` from it.
         options: the reader's options (split, bbox_crop, captions_per_image, ...).
     """
+    wanted = parse_splits(splits)
     options = {k: v for k, v in options.items() if v is not None}
     source = find_source(dataset, root, source)
     reader = make_reader(dataset, source, **options)
     path = cache_file(root, dataset, load_size, options)
+    remove_stale_tmp(path.parent)
     expected = manifest_for(dataset, reader, load_size, options)
     if path.exists() and not force:
-        stored = CachedReader(path, in_memory=False).manifest
-        if stale_reason(stored, expected) is None and (
-            text_encoder is None or _encoder_id(text_encoder) in stored.get("encoders", {})
+        cached = CachedReader(path, in_memory=False)
+        stored = cached.manifest
+        if (
+            stale_reason(stored, expected) is None
+            and set(wanted) <= set(cached.splits)
+            and (text_encoder is None or _encoder_id(text_encoder) in stored.get("encoders", {}))
         ):
             log.info("%s is up to date", path)
             return path
-    splits = {name: reader.load(name) for name in SPLITS}
-    return write_cache(path, splits, load_size, expected, text_encoder)
+    loaded, empty = {}, []
+    for name in wanted:
+        try:
+            loaded[name] = reader.load(name)
+        except EmptySplitError as err:  # read the others too, to say which splits have images
+            empty.append(err)
+    if empty:
+        if loaded:
+            hint = f"pass --splits {' '.join(loaded)} to prepare only the splits that have images"
+        else:
+            hint = f"none of the splits asked for ({', '.join(wanted)}) has images"
+        raise EmptySplitError(f"{'; '.join(str(e) for e in empty)}: {hint}", empty[0].split)
+    return write_cache(path, loaded, load_size, expected, text_encoder)
+
+
+def summary(path: Path) -> list[str]:
+    """What ``t2igan prepare`` reports about the cache ``path``: its splits and the boxes that
+    were clipped to their image."""
+    import h5py
+
+    cached = CachedReader(path, in_memory=False)
+    lines = [f"cache: {path}"]
+    with h5py.File(path, "r") as f:
+        for name in cached.splits:
+            link = f.get(name, getlink=True)
+            same = f" (those of {link.path.strip('/')})" if isinstance(link, h5py.SoftLink) else ""
+            lines.append(f"  {name}: {len(f[name]['names'])} images{same}")
+    m = cached.manifest
+    if "clipped_boxes" in m:
+        per = ", ".join(f"{k} {v}" for k, v in m.get("clipped_boxes_per_split", {}).items())
+        tolerance = m.get("box_tolerance_px")
+        lines.append("  bounding boxes clipped to their image"
+                     + (f" (they overran it by at most {tolerance} px)" if tolerance else "")
+                     + f": {m['clipped_boxes']}"
+                     + (f" ({per})" if m["clipped_boxes"] and per else ""))  # fmt: skip
+    return lines
 
 
 def prepare_main(argv: list[str]) -> None:
@@ -379,17 +511,25 @@ def prepare_main(argv: list[str]) -> None:
                         help="leave out (and log) images whose files are missing")  # fmt: skip
     parser.add_argument("--text-encoder", default=None, help="also store caption embeddings of "
                         "this encoder class, e.g. t2igan.data.HashingEncoder")  # fmt: skip
+    parser.add_argument("--splits", nargs="+", default=None, metavar="SPLIT",
+                        help="store only these splits (train val test, or train,test; "
+                        "default: all), e.g. --splits test for test classes only")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="rebuild an up-to-date cache")
     a = parser.parse_args(argv)
+    try:
+        splits = parse_splits(a.splits)
+    except ValueError as err:
+        parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     encoder = encoder_from_spec({"class_path": a.text_encoder}) if a.text_encoder else None
     options = reader_options(a.dataset, a.split, a.bbox_crop, a.captions_per_image, a.captions,
                              a.embeddings, a.skip_missing)  # fmt: skip
     try:
-        path = prepare(a.dataset, a.root, a.source, a.load_size, encoder, a.force, **options)
+        path = prepare(a.dataset, a.root, a.source, a.load_size, encoder, a.force, splits,
+                       **options)  # fmt: skip
     except (MissingDataError, ValueError) as err:
         raise SystemExit(f"t2igan prepare: {err}") from None
-    print(f"cache: {path}")
+    print("\n".join(summary(path)))
 
 
 def prepare_command(dataset: str, root, source, load_size: int, options: dict) -> str:
