@@ -203,3 +203,25 @@ def test_resume_keeps_the_fixed_inputs(gan_ckpt, data_root, tmp_path):
 class _FakeTrainer:
     def __init__(self, dm) -> None:
         self.datamodule = dm
+
+
+def test_sample_grid_rows_never_repeat_where_val_is_test(data_root, tmp_path):
+    """On CUB the validation split is the test split: every row comes from it, once."""
+    from t2igan.data import HashingEncoder, T2IDataModule
+
+    from .data_fixtures import make_cub
+
+    cub = T2IDataModule(dataset="cub", root=str(tmp_path), source=str(make_cub(tmp_path)),
+                        image_size=32, text_encoder=HashingEncoder(dim=64), use_cache=False)  # fmt: skip
+    synthetic = tiny_datamodule(data_root)
+    model = GANINTCLS(text_dim=64, image_size=32, z_dim=8, ngf=8, ndf=8)
+    grid = SampleGrid(num_captions=4, num_samples=2)
+    fixed = grid.choose(SimpleNamespace(datamodule=cub), model)
+    test = cub.dataset_of("test").split
+    firsts = [caps[0] for caps in test.captions]
+    assert len(set(fixed["captions"])) == 4 and set(fixed["captions"]) <= set(firsts)
+    assert fixed["rows"] == "rows 1-4: val (test is the same split here)"
+    fixed = grid.choose(SimpleNamespace(datamodule=synthetic), model)
+    assert fixed["rows"] == "rows 1-2: val; rows 3-4: test" and len(fixed["captions"]) == 4
+    grid.fixed = fixed
+    assert grid.layout == fixed["rows"]  # starts the logged caption

@@ -11,8 +11,8 @@ class CaptionConsistency(L.Callback):
     """For every validation / test batch, generate one image per conditioning text and check
     with the bird reader (:mod:`t2igan.metrics.caption_consistency`) that it shows
     the attributes the captions name. Logs ``<stage>/caption_acc`` (body, head and wing colour
-    together) and ``<stage>/caption_acc/<attribute>``. Batches without attributes (real
-    datasets) are skipped.
+    together) and ``<stage>/caption_acc/<attribute>``; NaN when any generated image is not
+    finite. Batches without attributes (real datasets) are skipped.
     """
 
     def __init__(self) -> None:
@@ -23,7 +23,7 @@ class CaptionConsistency(L.Callback):
             return
         metric = self.metrics[stage].to(pl_module.device)
         fake = pl_module.sample(batch["text_emb"])
-        metric.update(read_birds(fake), batch["attributes"], batch["attributes_named"])
+        metric.update(read_birds(fake), batch["attributes"], batch["attributes_named"], fake)
 
     def _log(self, stage: str, pl_module) -> None:
         metric = self.metrics[stage]

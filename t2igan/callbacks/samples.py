@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 
 from t2igan.callbacks.figures import FixedInputFigure
@@ -12,8 +13,10 @@ class SampleGrid(FixedInputFigure):
     """One row per fixed caption and one column per fixed noise vector (so a column shares its
     "style"), drawn every ``every_n_epochs`` epochs to ``<run>/samples/epoch_XXXX.png`` and every
     image logger. The captions come half from the validation split, half from the held-out test
-    split (whose classes are never trained on); like the noise, they are chosen once and kept in
-    the checkpoint (:class:`~t2igan.callbacks.figures.FixedInputFigure`).
+    split (whose classes are never trained on); where the two are one split (CUB, MHP), all rows
+    come from it and none repeats. The logged caption starts with which rows come from which
+    split. Like the noise, the captions are chosen once and kept in the checkpoint
+    (:class:`~t2igan.callbacks.figures.FixedInputFigure`).
 
     Args:
         every_n_epochs: epochs between grids.
@@ -38,13 +41,30 @@ class SampleGrid(FixedInputFigure):
         self.num_samples = num_samples
         self.splits = splits
 
+    @property
+    def layout(self) -> str:
+        """Which rows come from which split (the start of the logged caption)."""
+        return self.fixed.get("rows", "") if self.fixed else ""
+
     def choose(self, trainer: L.Trainer, pl_module) -> dict:
-        per_split = -(-self.num_captions // len(self.splits))
-        ex = [trainer.datamodule.caption_examples(split, per_split) for split in self.splits]
+        dm = trainer.datamodule
+        splits: list[str] = []  # a split holding the same images as an earlier one adds no rows
+        for split in self.splits:
+            if not any(dm.same_images(split, s) for s in splits):
+                splits.append(split)
+        counts = [len(c) for c in np.array_split(range(self.num_captions), len(splits))]
+        ex = [dm.caption_examples(split, n) for split, n in zip(splits, counts) if n]
+        rows, start = [], 1
+        for split, n in zip(splits, counts):
+            rows.append(f"rows {start}-{start + n - 1}: {split}")
+            start += n
+        shared = [s for s in self.splits if s not in splits]
+        note = f" ({', '.join(shared)} is the same split here)" if shared else ""
         return {
-            "captions": [c for e in ex for c in e["captions"]][: self.num_captions],
-            "text_emb": torch.cat([e["text_emb"] for e in ex])[: self.num_captions],
+            "captions": [c for e in ex for c in e["captions"]],
+            "text_emb": torch.cat([e["text_emb"] for e in ex]),
             "noise": self.noise(pl_module, self.num_samples),
+            "rows": "; ".join(rows) + note,
         }
 
     def inputs(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -317,6 +317,15 @@ class T2IDataModule(L.LightningDataModule):
         """``t2igan predict`` draws images for the test split's captions."""
         return self._loader("test")
 
+    def dataset_of(self, split: str) -> TextImageDataset:
+        """The dataset of ``split`` (set up on first use)."""
+        return self.datasets.get(split) or self._loader(split).dataset
+
+    def same_images(self, a: str, b: str) -> bool:
+        """Whether splits ``a`` and ``b`` hold the same images (on CUB and MHP ``val`` is
+        ``test``)."""
+        return self.dataset_of(a).split.names == self.dataset_of(b).split.names
+
     def caption_examples(self, split: str, n: int) -> dict:
         """``n`` fixed examples of ``split`` (spread over it) with one caption each.
 
@@ -324,7 +333,7 @@ class T2IDataModule(L.LightningDataModule):
         single caption, ``images`` (n, 3, H, W) the real images, and, where the dataset has them,
         ``attributes`` / ``attributes_named``. Callbacks use it to choose fixed inputs.
         """
-        ds = self.datasets.get(split) or self._loader(split).dataset
+        ds = self.dataset_of(split)
         idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
         out = {
             "captions": [ds.split.captions[i][0] for i in idx],

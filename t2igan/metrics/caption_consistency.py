@@ -86,7 +86,8 @@ def read_birds(images: torch.Tensor) -> torch.Tensor:
 
 
 class CaptionAccuracy(Metric):
-    """Accumulates per-attribute hits over the attributes the captions name."""
+    """Accumulates per-attribute hits over the attributes the captions name. Images that are
+    not finite (a diverged generator) have no score: once one is seen, every value is NaN."""
 
     full_state_update = False
 
@@ -94,8 +95,13 @@ class CaptionAccuracy(Metric):
         super().__init__()
         self.add_state("hits", torch.zeros(len(ATTRIBUTES)), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros(len(ATTRIBUTES)), dist_reduce_fx="sum")
+        self.add_state("non_finite", torch.zeros(()), dist_reduce_fx="sum")
 
-    def update(self, preds: torch.Tensor, targets: torch.Tensor, named: torch.Tensor) -> None:
+    def update(self, preds: torch.Tensor, targets: torch.Tensor, named: torch.Tensor,
+               images: torch.Tensor | None = None) -> None:  # fmt: skip
+        """``preds``: what :func:`read_birds` read from ``images`` (given, they are checked)."""
+        if images is not None:
+            self.non_finite += (~torch.isfinite(images).flatten(1).all(1)).sum().to(self.hits)
         named = named.bool().to(self.hits.device)
         hits = (preds.to(self.hits.device) == targets.to(self.hits.device)) & named
         self.hits += hits.sum(0).float()
@@ -108,4 +114,6 @@ class CaptionAccuracy(Metric):
                 out[name] = self.hits[a] / self.count[a]
         colour = [ATTRIBUTES.index(a) for a in COLOUR_ATTRIBUTES]
         out["caption_acc"] = self.hits[colour].sum() / self.count[colour].sum().clamp(min=1)
+        if self.non_finite > 0:
+            out = {k: torch.full_like(v, float("nan")) for k, v in out.items()}
         return out

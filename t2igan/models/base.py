@@ -49,6 +49,26 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
     return ckpt, meta["class_path"]
 
 
+class NonFiniteLossError(RuntimeError):
+    """A training loss is NaN or infinite: the run stops before the optimiser applies it."""
+
+
+def require_finite(module: L.LightningModule, name: str, loss: torch.Tensor, batch_idx: int):
+    """Stop training with a :class:`NonFiniteLossError` naming the loss, the epoch and the batch
+    when ``loss`` is not finite (a diverged run would otherwise train on to the end and save
+    NaN weights). Costs one host-device synchronisation per call on a GPU."""
+    if bool(torch.isfinite(loss.detach()).all()):
+        return
+    trainer = module._trainer
+    last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer else ""
+    kept = f"the last checkpoint, {last}, is finite" if last else "no checkpoint was written yet"
+    raise NonFiniteLossError(
+        f"{name} is {float(loss)} at epoch {module.current_epoch}, batch {batch_idx} (global "
+        f"step {module.global_step}): training stopped; {kept}. Lower the learning rate, or "
+        "resume from it with --ckpt_path."
+    )
+
+
 class TextToImageGAN(L.LightningModule):
     """Base class; see the module docstring. Subclasses call :meth:`set_networks`."""
 
@@ -136,11 +156,13 @@ class TextToImageGAN(L.LightningModule):
         opt_d, opt_g = self.optimizers()
         with self.toggled_optimizer(opt_d):
             d_loss, d_logs = self.discriminator_loss(batch)
+            require_finite(self, "train/d_loss", d_loss, batch_idx)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             opt_d.step()
         with self.toggled_optimizer(opt_g):
             g_loss, g_logs = self.generator_loss(batch)
+            require_finite(self, "train/g_loss", g_loss, batch_idx)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()

@@ -28,7 +28,7 @@ from torch import nn
 
 from t2igan.classpath import import_class
 from t2igan.losses import d_loss_matching_aware, g_loss_nonsaturating
-from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.models.base import TextToImageGAN, read_checkpoint, require_finite
 from t2igan.nn import doublings_from_4x4, init_dcgan_weights
 
 
@@ -465,7 +465,9 @@ class StyleEncoderGAN(TextToImageGAN):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._losses(batch, "train")
+        loss = self._losses(batch, "train")
+        require_finite(self, "train/style_loss", loss, batch_idx)
+        return loss
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         was_training = self.style_encoder.training
