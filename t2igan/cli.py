@@ -57,9 +57,11 @@ class T2IGANCLI(LightningCLI):
         use_atomic_checkpoints(trainer)
         return trainer
 
-    def before_fit(self) -> None:
+    def _check_ckpt_path(self) -> None:
         config = self.config_init[self.subcommand]
         config["ckpt_path"] = resume_path(checkpoint_dir(self.trainer), config.get("ckpt_path"))
+
+    before_fit = before_validate = before_test = before_predict = _check_ckpt_path
 
 
 def cli(args: list[str] | None = None) -> T2IGANCLI:
