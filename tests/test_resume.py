@@ -217,3 +217,20 @@ def test_kill_9_then_resume_is_exact(data_root, tmp_path):
     for name, value in final[0].items():
         assert torch.equal(value, final[1][name]), name
     assert not list((b / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_killed_save_leaves_no_temporary_file_behind(data_root, tmp_path):
+    """A checkpoint write killed half-way leaves ``.last.ckpt.<pid>.tmp``; the next fit in that
+    folder removes it (a file of a process still running is left alone)."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale, alive = folder / f".last.ckpt.{dead}.tmp", folder / f".last.ckpt.{os.getppid()}.tmp"
+    stale.write_bytes(b"half")
+    alive.write_bytes(b"being written")
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, logger=False, limit_val_batches=0,
+                        enable_progress_bar=False, default_root_dir=tmp_path,
+                        callbacks=[RunCheckpoint()])  # fmt: skip
+    trainer.fit(_model(), datamodule=tiny_datamodule(data_root))
+    assert not stale.exists() and alive.exists()

@@ -14,6 +14,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from t2igan.data.files import remove_stale_tmp
+
 log = logging.getLogger(__name__)
 
 
@@ -136,6 +138,8 @@ class RunCheckpoint(ModelCheckpoint):
             self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         use_atomic_checkpoints(trainer)
         super().setup(trainer, pl_module, stage)
+        if trainer.is_global_zero:
+            remove_stale_tmp(Path(self.dirpath))  # of a save that kill -9 interrupted
 
     def on_fit_start(self, trainer: L.Trainer, pl_module) -> None:
         # Here, not in setup: Lightning knows whether it resumes only after setup.

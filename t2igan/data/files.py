@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -170,3 +172,46 @@ class ImageFiles(Sequence):
     def resized(self, size: int) -> ImageFiles:
         """The same images, resized to ``size`` when decoded."""
         return ImageFiles(self.paths, self.crops, size)
+
+
+#: Temporary files of atomic writes: ``.<target name>.<pid>.tmp`` beside the target.
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (one of another user counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # e.g. a pid out of range
+        return False
+    return True
+
+
+def remove_stale_tmp(folder: Path) -> list[Path]:
+    """Remove the temporary files ``.<name>.<pid>.tmp`` in ``folder`` whose process is no
+    longer running (a prepare or a checkpoint write killed with ``kill -9`` cannot remove its
+    own); returns them. Files of running processes, this one included, are left alone."""
+    removed = []
+    if not Path(folder).is_dir():
+        return removed
+    for tmp in sorted(Path(folder).iterdir()):
+        match = _TMP.match(tmp.name)
+        if match is None or not tmp.is_file():
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            tmp.unlink()
+        except FileNotFoundError:  # another process removed it first
+            continue
+        log.warning("removed %s: a temporary file of an interrupted write (process %d is no "
+                    "longer running)", tmp, pid)  # fmt: skip
+        removed.append(tmp)
+    return removed

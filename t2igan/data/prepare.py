@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import re
 import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -37,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from t2igan.data.contract import Split
-from t2igan.data.files import EmptySplitError, MissingDataError, file_digest
+from t2igan.data.files import EmptySplitError, MissingDataError, file_digest, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
@@ -170,48 +169,6 @@ class _Resize(Sequence):
             return img
         resample = Image.Resampling.BICUBIC
         return np.asarray(Image.fromarray(img).resize((self.size, self.size), resample))
-
-
-_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (one of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:  # e.g. a pid out of range
-        return False
-    return True
-
-
-def remove_stale_tmp(folder: Path) -> list[Path]:
-    """Remove the temporary files ``.<cache>.<pid>.tmp`` in ``folder`` whose process is no
-    longer running (a prepare killed with ``kill -9`` cannot remove its own); returns them.
-    Files of running processes, this one included, are left alone."""
-    removed = []
-    if not Path(folder).is_dir():
-        return removed
-    for tmp in sorted(Path(folder).iterdir()):
-        match = _TMP.match(tmp.name)
-        if match is None or not tmp.is_file():
-            continue
-        pid = int(match["pid"])
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        try:
-            tmp.unlink()
-        except FileNotFoundError:  # another prepare removed it first
-            continue
-        log.warning("removed %s: a temporary file of an interrupted prepare (process %d is no "
-                    "longer running)", tmp, pid)  # fmt: skip
-        removed.append(tmp)
-    return removed
 
 
 def write_cache(path: Path, splits: dict[str, Split], load_size: int, manifest: dict,
