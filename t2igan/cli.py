@@ -365,8 +365,9 @@ def main(argv: list[str] | None = None) -> None:
     # LightningCLI also takes options before its subcommand (t2igan -c config.yaml fit)
     command = next((a for a in argv if a in COMMANDS), argv[0]) if argv[0][0] == "-" else argv[0]
     if command not in COMMANDS:
-        raise SystemExit(f"t2igan: unknown command {command!r}{closest(command, COMMANDS)}; "
-                         "t2igan --help lists them")  # fmt: skip
+        print(f"t2igan: unknown command {command!r}{closest(command, COMMANDS)}; "
+              "t2igan --help lists them", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
     if command == "test" and not sets_ckpt_path(argv[1:]):
         warn("test", "no --ckpt_path, so this scores the model's untrained (initial) weights; "
              "pass --ckpt_path RUN/checkpoints/last.ckpt")  # fmt: skip

@@ -382,8 +382,8 @@ def prepare_main(argv: list[str]) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild an up-to-date cache")
     a = parser.parse_args(argv)
     if a.dataset == "synthetic":
-        print("t2igan prepare: the built-in synthetic data needs no preparation (it is drawn in "
-              "memory); train on it with `t2igan fit --config experiments/quickstart.yaml`")  # fmt: skip
+        print("t2igan prepare: the built-in synthetic data needs no preparation (it is drawn "
+              "in memory); train on it: t2igan fit --config experiments/quickstart.yaml")  # fmt: skip
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     encoder = encoder_from_spec({"class_path": a.text_encoder}) if a.text_encoder else None

@@ -142,7 +142,7 @@ class SentenceTransformerEncoder(TextEncoder):
     def truncate(self, caption: str) -> str:
         # the model keeps the first max_seq_length tokens, special ones included
         offsets = self._load().tokenizer(
-            caption, add_special_tokens=False, return_offsets_mapping=True
+            caption, add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )["offset_mapping"]
         limit = self.max_tokens
         return caption if len(offsets) <= limit else caption[: offsets[limit - 1][1]]

@@ -50,7 +50,9 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
     # torch.save writes a zip archive; anything else (a text file, an image) would otherwise
     # reach the unpickler and fail with a bare KeyError.
     if not zipfile.is_zipfile(path):
-        raise ValueError(f"{what} {path} is not a checkpoint file (torch.save's zip format)")
+        raise ValueError(
+            f"{what} {path} is not a checkpoint (torch.save's zip format) or is cut short"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
