@@ -17,7 +17,6 @@ import os
 import re
 import sys
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,15 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.classpath import import_class
-from t2igan.command import USER_ERRORS, CommandParser, closest, debug_requested, run_command, warn
+from t2igan.command import (
+    USER_ERRORS,
+    CommandParser,
+    closest,
+    command_of,
+    debug_requested,
+    run_command,
+    warn,
+)
 from t2igan.data import T2IDataModule
 from t2igan.data.download import download_main
 from t2igan.data.embed import embed_main
@@ -313,27 +320,6 @@ SUBCOMMANDS = {
     "download": download_main,
     "embed": embed_main,
 }
-#: Every subcommand with its line in ``t2igan --help``.
-COMMANDS = {
-    "fit": "train a model: t2igan fit --config experiments/<paper>.yaml",
-    "validate": "score a model on the validation split (--ckpt_path)",
-    "test": "score a model on the test split (--ckpt_path; without it, untrained weights)",
-    "predict": "draw images for the test split's captions (--ckpt_path)",
-    "generate": "draw images for your own captions from a checkpoint",
-    "prepare": "check a dataset's raw files and write the HDF5 cache training reads",
-    "download": "fetch a dataset's official archives (md5-checked, resumable)",
-    "embed": "embed captions (one per line) into an HDF5 file",
-}
-
-
-def usage() -> str:
-    """What ``t2igan --help`` prints."""
-    lines = ["usage: t2igan <command> [options]  (t2igan <command> --help: its options)", "",
-             "Text-to-image GANs on PyTorch Lightning.", "", "commands:"]  # fmt: skip
-    lines += [f"  {name:<10}{line}" for name, line in COMMANDS.items()]
-    lines += ["", "options:", "  -h, --help  show this list", "  --version   t2igan's version",
-              "  --debug     show the traceback of an error (or set T2IGAN_DEBUG=1)"]  # fmt: skip
-    return "\n".join(lines)
 
 
 def sets_ckpt_path(argv: list[str]) -> bool:
@@ -353,21 +339,12 @@ def sets_ckpt_path(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``t2igan ARGV``: a LightningCLI subcommand or one of :data:`SUBCOMMANDS`, with errors of
+    the expected kinds as one line (see :mod:`t2igan.command`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
     argv = [a for a in argv if a != "--debug"]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(usage(), file=sys.stdout if argv else sys.stderr)
-        raise SystemExit(0 if argv else 2)
-    if argv[0] == "--version":
-        print(f"t2igan {version('t2igan')}")
-        return
-    # LightningCLI also takes options before its subcommand (t2igan -c config.yaml fit)
-    command = next((a for a in argv if a in COMMANDS), argv[0]) if argv[0][0] == "-" else argv[0]
-    if command not in COMMANDS:
-        print(f"t2igan: unknown command {command!r}{closest(command, COMMANDS)}; "
-              "t2igan --help lists them", file=sys.stderr)  # fmt: skip
-        raise SystemExit(2)
+    command = command_of(argv)
     if command == "test" and not sets_ckpt_path(argv[1:]):
         warn("test", "no --ckpt_path, so this scores the model's untrained (initial) weights; "
              "pass --ckpt_path RUN/checkpoints/last.ckpt")  # fmt: skip

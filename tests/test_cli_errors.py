@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from t2igan.callbacks.figures import MIN_LABEL_WIDTH, labelled_grid
-from t2igan.cli import COMMANDS, main
-from t2igan.command import DEBUG_HINT, run_command
+from t2igan.cli import main
+from t2igan.command import COMMANDS, DEBUG_HINT, run_command
 from t2igan.data import HashingEncoder, SentenceTransformerEncoder
 from t2igan.models import GANINTCLS
 
@@ -60,8 +60,21 @@ def test_help_lists_every_subcommand_and_version(capsys):
     for name in ("fit", "validate", "test", "predict", "generate", "prepare", "download", "embed"):
         (line,) = [ln for ln in lines if ln.split()[:1] == [name]]
         assert line.split(maxsplit=1)[1] == COMMANDS[name]
-    main(["--version"])
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
     assert capsys.readouterr().out == f"t2igan {importlib.metadata.version('t2igan')}\n"
+
+
+def test_help_answers_without_importing_torch():
+    """The console script's entry point answers --help at once, not after the ~10 s import of
+    PyTorch and Lightning."""
+    script = ("import sys; from t2igan.command import main; sys.argv = ['t2igan', '--help']\n"
+              "try:\n    main()\nexcept SystemExit:\n    print('torch' in sys.modules)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("usage: t2igan <command>") and lines[-1] == "False"
 
 
 def test_mistyped_subcommand_suggests_the_closest(capsys):
