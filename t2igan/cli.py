@@ -1,4 +1,6 @@
-"""The ``t2igan`` command: LightningCLI (fit, validate, test, predict) plus ``generate``.
+"""The ``t2igan`` command: LightningCLI (fit, validate, test, predict) plus ``generate``,
+``prepare``, ``download`` and ``embed``. Errors are one line (``t2igan <command>: ...``);
+``--debug`` or ``T2IGAN_DEBUG=1`` shows the traceback.
 
 t2igan fit --config experiments/quickstart.yaml
 t2igan fit --config experiments/quickstart.yaml --ckpt_path last      # resume exactly
@@ -9,17 +11,33 @@ t2igan generate --ckpt STYLE_RUN/checkpoints/last.ckpt --style-image bird.png --
 from __future__ import annotations
 
 import argparse
+import inspect
+import math
+import os
+import re
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from t2igan.callbacks.checkpoint import checkpoint_dir, resume_path, use_atomic_checkpoints
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.classpath import import_class
+from t2igan.command import (
+    USER_ERRORS,
+    CommandParser,
+    closest,
+    command_of,
+    debug_requested,
+    run_command,
+    warn,
+)
 from t2igan.data import T2IDataModule
 from t2igan.data.download import download_main
 from t2igan.data.embed import embed_main
@@ -50,7 +68,10 @@ class T2IGANCLI(LightningCLI):
         self.config = parser.parse_args(args, _skip_validation=True)
         if self.config.get("subcommand") is not None:
             follow_run_dir(self.config[self.config.subcommand].trainer)
-        parser.validate(self.config)
+        try:
+            parser.validate(self.config)
+        except (TypeError, KeyError, ValueError) as err:  # as jsonargparse's own parse_args
+            parser.error(str(err), err)
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
@@ -73,11 +94,57 @@ def cli(args: list[str] | None = None) -> T2IGANCLI:
         auto_configure_optimizers=False,
         save_config_callback=SaveRunConfig,  # also sends the whole config to W&B loggers
         save_config_kwargs={"overwrite": True},
+        parser_class=T2IGANArgumentParser,  # leads usage errors with the option at fault
         args=args,
     )
 
 
-def load_model(ckpt: str | Path, device: str = "cpu") -> TextToImageGAN:
+class T2IGANArgumentParser(LightningArgumentParser):
+    """jsonargparse's usage errors led by one line that names the option at fault (and the
+    closest valid one), in place of the usage block of every option; its message follows."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("prog", "t2igan")  # not the script's name (cli.py under python -m)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: {lead_line(parser, message)}\n")
+        sys.stderr.write(f"error: {message}\n(see {prog} --help)\n")
+        self.exit(2)
+
+
+def lead_line(parser: LightningArgumentParser, message: str) -> str:
+    """The one useful line of a jsonargparse error ``message``: an unknown option and the
+    closest valid one, or the key whose value is invalid."""
+    options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    if m := re.search(r"unrecognized arguments: (--\S+)", message):
+        return f"unknown option {m[1]}{closest(m[1].split('=')[0], options)}"
+    if m := re.search(r"does not accept option '(\S+)'", message):
+        return f"unknown option --{m[1]}{closest('--' + m[1], options)}"
+    key = re.search(r'Parser key "([^"]+)"', message)
+    m = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
+    if key and m:
+        cls = import_class(m[1])
+        return (f"unknown option --{key[1]}.init_args.{m[2]}: {cls.__name__} takes no "
+                f"argument '{m[2]}'{closest(m[2], inspect.signature(cls).parameters)}")  # fmt: skip
+    given = re.search(r"Given value: (.*)", message)
+    if key and given:
+        return f"invalid value for --{key[1]}: {given[1]}"
+    return message.strip().splitlines()[0]
+
+
+#: Images smaller than this many pixels a side are written upscaled (nearest neighbour, by a
+#: whole factor, so pixels stay square) by ``generate``: a 32 px sample is not a thumbnail.
+READABLE_SIDE = 128
+#: The files ``generate`` writes: the grid, and image II of caption CC.
+GENERATED_FILE = re.compile(r"grid\.png|c\d{2,}_i\d{2,}\.png")
+
+
+def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageGAN:
     """Load any t2igan model from a checkpoint (the class is recorded in it)."""
     how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
     _, class_path = read_checkpoint(ckpt, "checkpoint", how)
@@ -85,16 +152,72 @@ def load_model(ckpt: str | Path, device: str = "cpu") -> TextToImageGAN:
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """An image file as a (3, size, size) tensor in [-1, 1]: centre-cropped to a square, then
+def torch_device(device: str) -> torch.device:
+    """``device`` as a torch device this machine has (a ValueError says why it is not)."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"--device {device} is not a torch device (cpu, cuda, cuda:1, mps, ...)"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+        if (dev.index or 0) >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), "
+                             f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+    return dev
+
+
+def open_image(path: str | Path):
+    """The image file ``path`` as an RGB PIL image (a clear error when it is not one)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"style image {path} does not exist")
+    try:
+        return Image.open(path).convert("RGB")
+    except (UnidentifiedImageError, OSError):
+        raise ValueError(f"style image {path} is not an image file (PNG, JPEG, ...)") from None
+
+
+def square_tensor(img, size: int) -> torch.Tensor:
+    """A PIL image as a (3, size, size) tensor in [-1, 1]: centre-cropped to a square, then
     resized (how a query image for style transfer reaches the style encoder)."""
     from PIL import Image
 
-    img = Image.open(path).convert("RGB")
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
     img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """An image file as a (3, size, size) tensor in [-1, 1] (see :func:`square_tensor`)."""
+    return square_tensor(open_image(path), size)
+
+
+def readable(images: torch.Tensor) -> torch.Tensor:
+    """``images`` (N, 3, H, W) upscaled by the smallest whole factor that makes them at least
+    :data:`READABLE_SIDE` pixels a side, with nearest neighbour (no invented detail)."""
+    scale = math.ceil(READABLE_SIDE / min(images.shape[-2:]))
+    return F.interpolate(images, scale_factor=scale, mode="nearest") if scale > 1 else images
+
+
+def fit_to_encoder(encoder, captions: list[str]) -> list[str]:
+    """``captions`` checked (none empty) and cut to what ``encoder`` reads, with a warning for
+    each caption that is cut (the encoder would ignore the rest silently)."""
+    cut = []
+    for i, caption in enumerate(captions, 1):
+        if not caption.strip():
+            raise ValueError(f"caption {i} is empty: give every --caption some text")
+        short = encoder.truncate(caption)
+        if short != caption:
+            warn("generate", f"caption {i} is longer than the {encoder.max_tokens} tokens the "
+                 f"text encoder reads: it is cut after ...{short[-40:]!r}")  # fmt: skip
+        cut.append(short)
+    return cut
 
 
 def generate(
@@ -104,7 +227,10 @@ def generate(
 ) -> list[Path]:  # fmt: skip
     """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
     caption); returns the paths written, the grid first. Captions are embedded with the encoder
-    recorded in the checkpoint.
+    recorded in the checkpoint (and cut, with a warning, to the length it reads). Images under
+    :data:`READABLE_SIDE` pixels are written upscaled. Files of an earlier ``generate`` in
+    ``out`` that this one does not overwrite are removed (and named in a warning), so ``out``
+    holds this run's images only.
 
     Args:
         ckpt: checkpoint of a t2igan run.
@@ -124,11 +250,19 @@ def generate(
     from t2igan.callbacks.figures import labelled_grid
     from t2igan.callbacks.interpolation import lerp
 
-    model = load_model(ckpt, device)
+    if num < 1:
+        raise ValueError(f"--num is the number of images per caption: at least 1, got {num}")
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out} is a file: pass a folder (it is made if missing)")
+    pictures = [open_image(p) for p in style_images or []]  # bad files fail before the model loads
+    model = load_model(ckpt, torch_device(device))
     spec = model.hparams.get("text_encoder")
     if spec is None:
         raise ValueError(f"{ckpt} does not record its text encoder; cannot embed new captions")
-    text = torch.from_numpy(encoder_from_spec(spec).encode(captions))
+    encoder = encoder_from_spec(spec)
+    captions = fit_to_encoder(encoder, captions)
+    text = torch.from_numpy(encoder.encode(captions))
     top, labels = None, list(captions)
     if style_images:
         if not hasattr(model, "encode_style"):
@@ -137,7 +271,7 @@ def generate(
                 "`t2igan fit --config experiments/style_encoder.yaml "
                 f"--model.init_args.generator_ckpt {ckpt}` and pass its checkpoint"
             )
-        queries = torch.stack([load_image(p, model.image_size) for p in style_images])
+        queries = torch.stack([square_tensor(p, model.image_size) for p in pictures])
         styles = model.encode_style(queries, style_rescale)  # (Q, z_dim)
         top = queries
         labels.insert(0, "query images")
@@ -156,21 +290,33 @@ def generate(
         noise = model.sample_noise(num, generator=g)
     cols = len(noise)
     # (rows * cols) images: the same noise (style) in every row, one caption per row
-    images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(len(captions), 1))
-    out_dir = Path(out)
+    images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(len(captions), 1)).cpu()
+    grid = images if top is None else torch.cat([top, images])
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "grid.png"]
-    grid = images if top is None else torch.cat([top.to(images), images])
-    labelled_grid(grid, cols, labels).save(paths[0])
-    for k, img in enumerate(images):
-        path = out_dir / f"c{k // cols:02d}_i{k % cols:02d}.png"
-        labelled_grid(img[None], 1).save(path)
-        paths.append(path)
+    labelled_grid(readable(grid), cols, labels).save(paths[0])
+    for k, img in enumerate(readable(images)):
+        paths.append(out_dir / f"c{k // cols:02d}_i{k % cols:02d}.png")
+        labelled_grid(img[None], 1).save(paths[-1])
+    remove_earlier_files(out_dir, paths)
     return paths
 
 
+def remove_earlier_files(out_dir: Path, paths: list[Path]) -> None:
+    """Remove the files an earlier ``generate`` wrote to ``out_dir`` beside ``paths`` (more
+    captions or images than now), naming them in a warning."""
+    earlier = sorted(p.name for p in out_dir.iterdir()
+                     if GENERATED_FILE.fullmatch(p.name) and p not in paths)  # fmt: skip
+    for name in earlier:
+        (out_dir / name).unlink()
+    if earlier:
+        shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        warn("generate", f"removed {len(earlier)} images of an earlier run from {out_dir}/ "
+             f"({shown}), so it holds this run's only")  # fmt: skip
+
+
 def generate_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="t2igan generate", description="Draw images for captions from a trained checkpoint."
     )
     parser.add_argument("--ckpt", required=True, help="checkpoint of a t2igan run")
@@ -178,7 +324,8 @@ def generate_main(argv: list[str]) -> None:
                         help="a caption (repeat for several); one grid row each")  # fmt: skip
     parser.add_argument("--num", type=int, default=8, help="images per caption")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
-    parser.add_argument("--out", default="out", help="output folder")
+    parser.add_argument("--out", default="out", help="output folder (earlier generated images "
+                        "in it are replaced)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device")
     parser.add_argument("--style-image", action="append", default=None,
                         help="style transfer (style-encoder checkpoint): draw each caption in "
@@ -204,11 +351,37 @@ SUBCOMMANDS = {
 }
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
-        SUBCOMMANDS[sys.argv[1]](sys.argv[2:])
+def sets_ckpt_path(argv: list[str]) -> bool:
+    """Whether a LightningCLI command line gives ``ckpt_path``, as a flag or in a config file."""
+    import yaml
+
+    for flag, value in zip(argv, [*argv[1:], None]):
+        if flag.startswith("--ckpt_path"):
+            return True
+        if flag.startswith("--config="):
+            flag, value = flag.split("=", 1)
+        if flag in ("-c", "--config") and value and Path(value).is_file():
+            config = yaml.safe_load(Path(value).read_text())
+            if isinstance(config, dict) and config.get("ckpt_path") is not None:
+                return True
+    return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``t2igan ARGV``: a LightningCLI subcommand or one of :data:`SUBCOMMANDS`, with errors of
+    the expected kinds as one line (see :mod:`t2igan.command`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
+    command = command_of(argv)
+    if command == "test" and not sets_ckpt_path(argv[1:]):
+        warn("test", "no --ckpt_path, so this scores the model's untrained (initial) weights; "
+             "pass --ckpt_path RUN/checkpoints/last.ckpt")  # fmt: skip
+    if argv[0] in SUBCOMMANDS:
+        run = partial(SUBCOMMANDS[command], argv[1:])
     else:
-        cli()
+        run = partial(cli, argv)
+    run_command(command, run, debug, (*USER_ERRORS, MisconfigurationException))
 
 
 if __name__ == "__main__":

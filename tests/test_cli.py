@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +165,7 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
                    "--caption", "a yellow bird", "--num", "3", "--seed", "0", "--out", str(out)])  # fmt: skip
     singles = sorted(out.glob("c*_i*.png"))
     assert len(singles) == 6 and (out / "grid.png").exists()
-    assert Image.open(singles[0]).size == (32, 32)
+    assert Image.open(singles[0]).size == (128, 128)  # 32 px upscaled 4x to a readable size
     assert "wrote 7 images" in capsys.readouterr().out
     # same seed, same pictures
     generate_main(["--ckpt", str(ckpt), "--caption", "a yellow bird", "--num", "3",
@@ -210,8 +209,9 @@ def test_load_model_names_what_is_wrong(tmp_path):
             load_model(tmp_path / name)
     # Checkpoints load with weights_only=True: one that would run code when unpickled is refused.
     torch.save({"t2igan": {"class_path": "t2igan.models.GANINTCLS"}, "x": Path}, tmp_path / "c")
-    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+    with pytest.raises(ValueError, match="holds pickled Python objects") as err:
         load_model(tmp_path / "c")
+    assert "weights_only" not in str(err.value)  # no advice to load it unsafely
 
 
 def test_bf16_mixed_fit(data_root):

@@ -3,6 +3,7 @@ where a run's figures go, and how they reach loggers."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import lightning as L
@@ -19,9 +20,15 @@ def run_dir(trainer: L.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
+#: Narrowest label column, in pixels (about 85 characters of the default font).
+MIN_LABEL_WIDTH = 480
+
+
 def labelled_grid(images: torch.Tensor, nrow: int, labels: list[str] | None = None) -> Image.Image:
     """A grid of images in [-1, 1] with ``nrow`` images per row and an optional text label at
-    the right of each row (the row's caption)."""
+    the right of each row (the row's caption). Labels wrap to a column as wide as the grid (at
+    least :data:`MIN_LABEL_WIDTH`): a long caption makes its row taller, never the figure
+    wider."""
     grid = make_grid(
         images.float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1)
     )
@@ -29,13 +36,24 @@ def labelled_grid(images: torch.Tensor, nrow: int, labels: list[str] | None = No
     if not labels:
         return img
     font = ImageFont.load_default()
-    row_h = (img.height - 2) / len(labels)
-    width = max(int(ImageDraw.Draw(img).textlength(t, font=font)) for t in labels) + 12
-    canvas = Image.new("RGB", (img.width + width, img.height), "white")
-    canvas.paste(img, (0, 0))
+    pad, margin = 2, 6
+    cell = (img.height - pad) // len(labels)  # one row of images with the padding above it
+    width = max(img.width, MIN_LABEL_WIDTH)
+    char_width = font.getlength("abcdefghijklmnopqrstuvwxyz") / 26
+    line_height = font.getbbox("Ag")[3] + 3
+    wrapped = [textwrap.wrap(t, max(1, int((width - 2 * margin) / char_width))) for t in labels]
+    heights = [max(cell, len(lines) * line_height + 2 * pad) for lines in wrapped]
+    canvas = Image.new("RGB", (img.width + width, sum(heights) + pad), "white")
     draw = ImageDraw.Draw(canvas)
-    for r, text in enumerate(labels):
-        draw.text((img.width + 6, int(2 + (r + 0.5) * row_h) - 5), text, fill="black", font=font)
+    top = 0
+    for r, (lines, height) in enumerate(zip(wrapped, heights)):
+        row = img.crop((0, r * cell, img.width, (r + 1) * cell + pad))
+        canvas.paste(row, (0, top + (height - cell) // 2))
+        y = top + pad + (height - len(lines) * line_height) // 2
+        for line in lines:
+            draw.text((img.width + margin, y), line, fill="black", font=font)
+            y += line_height
+        top += height
     return canvas
 
 

@@ -7,7 +7,6 @@ command prints where to put them.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import tarfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 
+from t2igan.command import CommandParser
 from t2igan.data.files import file_digest
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def download(dataset: str, root: str | Path = "data", mirror: str | None = None,
 
 
 def download_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="t2igan download",
         description="Fetch a dataset's official archives, check their md5, resume partial "
         "downloads and extract them under ROOT.",
@@ -165,9 +165,6 @@ def download_main(argv: list[str]) -> None:
                         "from instead of the official one")  # fmt: skip
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        paths = download(a.dataset, a.root, a.mirror)
-    except RuntimeError as err:
-        raise SystemExit(f"t2igan download: {err}") from None
+    paths = download(a.dataset, a.root, a.mirror)
     print(f"fetched {len(paths)} files into {a.root}. Captions: " +
           CAPTIONS[a.dataset].format(root=a.root))  # fmt: skip

@@ -11,13 +11,13 @@ same spec checkpoints record, so ``encoder_from_spec`` rebuilds it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from t2igan.command import CommandParser
 from t2igan.data.files import read_lines
 from t2igan.data.text import TextEncoder, encoder_from_spec
 
@@ -57,7 +57,7 @@ def embed_file(captions: str | Path, out: str | Path, encoder: TextEncoder) -> P
 
 
 def embed_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="t2igan embed", description="Embed captions (one per line) into an HDF5 file."
     )
     parser.add_argument("--captions", required=True, help="text file, one caption per line")
@@ -66,10 +66,10 @@ def embed_main(argv: list[str]) -> None:
                         help="class path of the text encoder")  # fmt: skip
     parser.add_argument("--init-args", default="{}", help="its arguments, as JSON")
     a = parser.parse_args(argv)
-    encoder = encoder_from_spec({"class_path": a.text_encoder,
-                                 "init_args": json.loads(a.init_args)})  # fmt: skip
     try:
-        out = embed_file(a.captions, a.out, encoder)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"t2igan embed: {err}") from None
+        init_args = json.loads(a.init_args)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--init-args {a.init_args!r} is not JSON ({err})") from None
+    encoder = encoder_from_spec({"class_path": a.text_encoder, "init_args": init_args})
+    out = embed_file(a.captions, a.out, encoder)
     print(f"wrote {out} ({encoder.dim}-d, {encoder.spec()['class_path']})")

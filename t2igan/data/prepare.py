@@ -21,7 +21,6 @@ Layout (``val`` is a link to ``test`` when the two are the same split)::
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import inspect
 import json
@@ -35,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from t2igan.command import CommandParser
 from t2igan.data.contract import Split
-from t2igan.data.files import EmptySplitError, MissingDataError, file_digest, remove_stale_tmp
+from t2igan.data.files import EmptySplitError, file_digest, remove_stale_tmp
 
 log = logging.getLogger(__name__)
 
@@ -445,12 +445,12 @@ def summary(path: Path) -> list[str]:
 def prepare_main(argv: list[str]) -> None:
     from t2igan.data.text import encoder_from_spec
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="t2igan prepare",
         description="Validate a dataset's raw files and write one HDF5 cache that the data module "
         "reads instead of the JPEGs (written to a temporary file, then renamed).",
     )
-    parser.add_argument("--dataset", required=True, choices=sorted(DEFAULT_SOURCES))
+    parser.add_argument("--dataset", required=True, choices=["synthetic", *sorted(DEFAULT_SOURCES)])
     parser.add_argument("--root", default="data", help="data root; the cache goes to "
                         "ROOT/<dataset>/")  # fmt: skip
     parser.add_argument("--source", default=None, help="the dataset's folder or file (default: "
@@ -473,6 +473,10 @@ def prepare_main(argv: list[str]) -> None:
                         "default: all), e.g. --splits test for test classes only")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="rebuild an up-to-date cache")
     a = parser.parse_args(argv)
+    if a.dataset == "synthetic":
+        print("t2igan prepare: the built-in synthetic data needs no preparation (it is drawn "
+              "in memory); train on it: t2igan fit --config experiments/quickstart.yaml")  # fmt: skip
+        return
     try:
         splits = parse_splits(a.splits)
     except ValueError as err:
@@ -481,11 +485,8 @@ def prepare_main(argv: list[str]) -> None:
     encoder = encoder_from_spec({"class_path": a.text_encoder}) if a.text_encoder else None
     options = reader_options(a.dataset, a.split, a.bbox_crop, a.captions_per_image, a.captions,
                              a.embeddings, a.skip_missing)  # fmt: skip
-    try:
-        path = prepare(a.dataset, a.root, a.source, a.load_size, encoder, a.force, splits,
-                       **options)  # fmt: skip
-    except (MissingDataError, ValueError) as err:
-        raise SystemExit(f"t2igan prepare: {err}") from None
+    path = prepare(a.dataset, a.root, a.source, a.load_size, encoder, a.force, splits,
+                   **options)  # fmt: skip
     print("\n".join(summary(path)))
 
 

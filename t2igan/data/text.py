@@ -41,6 +41,15 @@ class TextEncoder(ABC):
     def encode(self, captions: list[str]) -> np.ndarray:
         """Embed captions; returns a float32 array of shape (len(captions), dim)."""
 
+    @property
+    def max_tokens(self) -> int | None:
+        """The longest caption this encoder reads, in its tokens (None: no limit)."""
+        return None
+
+    def truncate(self, caption: str) -> str:
+        """``caption`` cut to the part this encoder reads (it ignores the rest)."""
+        return caption
+
     def spec(self) -> dict:
         """How to rebuild this encoder: ``{"class_path": ..., "init_args": {...}}``."""
         cls = type(self)
@@ -124,6 +133,19 @@ class SentenceTransformerEncoder(TextEncoder):
         # sentence-transformers renamed the method; accept both spellings.
         get_dim = getattr(model, "get_embedding_dimension", None)
         return int(get_dim() if get_dim else model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        model = self._load()
+        return model.max_seq_length - model.tokenizer.num_special_tokens_to_add()
+
+    def truncate(self, caption: str) -> str:
+        # the model keeps the first max_seq_length tokens, special ones included
+        offsets = self._load().tokenizer(
+            caption, add_special_tokens=False, return_offsets_mapping=True, verbose=False
+        )["offset_mapping"]
+        limit = self.max_tokens
+        return caption if len(offsets) <= limit else caption[: offsets[limit - 1][1]]
 
     def encode(self, captions: list[str]) -> np.ndarray:
         emb = self._load().encode(

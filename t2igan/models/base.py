@@ -40,9 +40,30 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
     """``(checkpoint, class_path)`` of a t2igan checkpoint, loaded on the CPU with
     ``weights_only=True`` (tensors and plain data only: no code runs from the file). Errors name
     the file; a missing one also says ``how_to_get`` it. ``what`` names the argument."""
+    import pickle
+    import zipfile
+
+    if Path(path).is_dir():
+        raise ValueError(f"{what} {path} is a folder, not a checkpoint file: {how_to_get}")
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} {path} does not exist: {how_to_get}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    # torch.save writes a zip archive; anything else (a text file, an image) would otherwise
+    # reach the unpickler and fail with a bare KeyError.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{what} {path} is not a checkpoint (torch.save's zip format) or is cut short"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{what} {path} holds pickled Python objects, not only tensors and plain data, so "
+            "it is not loaded (loading it could run code): pass a checkpoint that t2igan wrote"
+        ) from err
+    except (RuntimeError, EOFError) as err:  # a damaged or truncated archive
+        raise ValueError(
+            f"{what} {path} cannot be read ({str(err).splitlines()[0]}); is it complete?"
+        ) from err
     meta = ckpt.get("t2igan") if isinstance(ckpt, dict) else None
     if meta is None:
         raise ValueError(f"{path} is not a t2igan checkpoint (no 't2igan' entry)")
