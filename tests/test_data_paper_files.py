@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from t2igan.cli import SUBCOMMANDS
+from t2igan.cli import main
 from t2igan.data import T2IDataModule
 from t2igan.data.cub import CUBReader
 from t2igan.data.paper_files import (
@@ -164,14 +164,16 @@ def test_malicious_embeddings_do_not_run_while_the_datamodule_is_built(tmp_path,
     assert not marker.exists()
 
 
-def test_malicious_filenames_pickle_beside_cub_does_not_run(tmp_path, cub):
+def test_malicious_filenames_pickle_beside_cub_does_not_run(tmp_path, cub, capsys):
     """The CUB reader reads StackGAN's filenames.pickle by itself when it sits beside the data."""
     marker = tmp_path / "pwned"
     _evil(cub.parent / "train" / "filenames.pickle", marker)
     with pytest.raises(UnsafePickleError, match=r"train/filenames\.pickle.*global io\.open"):
         CUBReader(cub).load("train")
-    with pytest.raises(SystemExit, match="refused"):
-        SUBCOMMANDS["prepare"](["--dataset", "cub", "--root", str(tmp_path), "--source", str(cub)])
+    with pytest.raises(SystemExit):
+        main(["prepare", "--dataset", "cub", "--root", str(tmp_path), "--source", str(cub)])
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("t2igan prepare: ") and "refused to load this pickle" in first
     assert not marker.exists()
 
 
