@@ -41,10 +41,14 @@ class SampleGrid(FixedInputFigure):
         self.num_samples = num_samples
         self.splits = splits
 
+    #: What the columns show, if they need saying (the start of the logged caption).
+    columns = ""
+
     @property
     def layout(self) -> str:
-        """Which rows come from which split (the start of the logged caption)."""
-        return self.fixed.get("rows", "") if self.fixed else ""
+        """The columns note and which rows come from which split (starts the logged caption)."""
+        rows = self.fixed.get("rows", "") if self.fixed else ""
+        return "; ".join(note for note in (self.columns, rows) if note)
 
     def choose(self, trainer: L.Trainer, pl_module) -> dict:
         dm = trainer.datamodule

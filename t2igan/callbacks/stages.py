@@ -24,7 +24,7 @@ class StageSamples(SampleGrid):
 
     key = "stages"
     needs = "sample_stages"
-    layout = "Stage-I | Stage-II pairs"
+    columns = "Stage-I | Stage-II pairs"
 
     def __init__(self, every_n_epochs: int = 1, num_captions: int = 8, num_samples: int = 4,
                  splits: tuple[str, ...] = ("val", "test"), seed: int = 0) -> None:  # fmt: skip
