@@ -333,12 +333,13 @@ class TextToImageGAN(L.LightningModule):
         rank, world = self.trainer.global_rank, self.trainer.world_size
         if len(states) != world:
             both = min(len(states), world)
-            fate = (f"{_ranks(len(states), world - 1)} start new ones" if world > len(states)
-                    else f"those of {_ranks(world, len(states) - 1)} are dropped")  # fmt: skip
+            kept = ("rank 0 continues where it was" if both == 1
+                    else f"{_ranks(0, both - 1)} continue where they were")  # fmt: skip
+            fate = (f"{_ranks(len(states), world - 1)} start new streams" if world > len(states)
+                    else f"the states of {_ranks(world, len(states) - 1)} are dropped")  # fmt: skip
             rank_zero_warn(
                 f"{self.trainer.ckpt_path or 'the checkpoint'} holds the random-number states of "
-                f"{len(states)} rank(s) and resumes on {world}: {_ranks(0, both - 1)} continue "
-                f"where they were, {fate}. The run goes on, but not as it would have on "
+                f"{len(states)} rank(s) and resumes on {world}: {kept}, {fate}. The run goes on, but not as it would have on "
                 f"{len(states)} rank(s)."
             )
         if rank < len(states):
