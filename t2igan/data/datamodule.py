@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from t2igan.data import prepare as cache
 from t2igan.data.contract import Split
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 DATASETS = ("synthetic", "cub", "flowers", "mhp", "port-hdf5")
 WRONG_MODES = ("class", "shift")
+SAMPLERS = ("shuffle", "class_uniform")
 
 
 def shift_collate(items: list[dict]) -> dict:
@@ -29,6 +30,27 @@ def shift_collate(items: list[dict]) -> dict:
     batch = default_collate(items)
     batch["wrong_images"] = batch["images"].roll(1, 0)
     return batch
+
+
+class ClassUniformSampler(Sampler[int]):
+    """Training order of the icml2016 Lua loader: each draw picks a class uniformly at random,
+    then an image of that class uniformly, with replacement; ``len(labels)`` draws an epoch.
+    Every class is then seen equally often, whatever its size (also what class-balanced batches
+    need). Draws from torch's global RNG, which every rank seeds differently."""
+
+    def __init__(self, labels) -> None:
+        labels = np.asarray(labels)
+        self.members = [torch.as_tensor(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+        self.num_samples = len(labels)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        classes = torch.randint(len(self.members), (self.num_samples,)).tolist()
+        for c in classes:
+            members = self.members[c]
+            yield int(members[torch.randint(len(members), ())])
 
 
 class T2IDataModule(L.LightningDataModule):
@@ -63,6 +85,9 @@ class T2IDataModule(L.LightningDataModule):
         wrong_mode: mismatched images for the matching-aware discriminator: ``class`` (a real
             image of another class, Reed et al.) or ``shift`` (the batch rolled by one, StackGAN).
         use_cache: read the ``t2igan prepare`` cache when it is present and up to date.
+        sampler: training order: ``shuffle`` (every image once an epoch, in random order) or
+            ``class_uniform`` (a class uniformly, then one of its images, with replacement: the
+            icml2016 Lua loader's draw, :class:`ClassUniformSampler`).
         image_size: side of the images the model sees.
         load_size: images are resized to this side, then cropped to ``image_size`` (Reed et al.:
             76 for 64). None: no crop.
@@ -101,12 +126,16 @@ class T2IDataModule(L.LightningDataModule):
         skip_missing: bool = False,
         wrong_mode: str = "class",
         use_cache: bool = True,
+        sampler: str = "shuffle",
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         if wrong_mode not in WRONG_MODES:
             raise ValueError(f"unknown wrong_mode {wrong_mode!r}; choose one of {WRONG_MODES}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        self.sampler = sampler
         self.dataset = dataset
         self.root = Path(root)
         self.image_size = image_size
@@ -238,10 +267,13 @@ class T2IDataModule(L.LightningDataModule):
     def _loader(self, name: str, train: bool = False) -> DataLoader:
         if name not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[name])
+        ds = self.datasets[name]
+        by_class = train and self.sampler == "class_uniform"
         return DataLoader(
-            self.datasets[name],
+            ds,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and not by_class,
+            sampler=ClassUniformSampler(ds.labels) if by_class else None,
             drop_last=train,  # GAN-INT pairs the two halves of a batch; BN needs B > 1
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
