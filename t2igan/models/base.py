@@ -9,6 +9,14 @@ class says *when*. An optional exponential moving average of the generator (a fr
 
 The public sampling interface that callbacks and ``t2igan generate`` use:
 ``sample_noise(n)``, ``sample(text_emb, noise)``, ``discriminate(images, text_emb)``.
+
+For subclasses: pass the engine's arguments on to ``__init__`` (it keeps them; it never reads
+``self.hparams``), build the networks from the constructor's arguments, never from
+``self.hparams`` (``save_hyperparameters()`` only records them, and a model built inside another
+one under LightningCLI records the outer config), and return ``[D, G]`` optimiser pairs from
+:meth:`configure_optimizers` (:meth:`optimiser_pair`); a model that trains in stages says which
+pair trains now with :meth:`current_pair`. Under DDP each rank draws its own random numbers
+(:meth:`setup`) and checkpoints keep every rank's RNG state.
 """
 
 from __future__ import annotations

@@ -404,17 +404,19 @@ class StackGANStage2(_StackedGAN):
 class StackGAN(_StackedGAN):
     """Both StackGAN stages in one run: Stage-I for ``stage1_epochs`` epochs, then Stage-II on
     the frozen Stage-I for the remaining epochs (``trainer.max_epochs`` = 600 + 600 in the
-    paper). One checkpoint holds both stages; it resumes in either phase.
+    paper). One checkpoint holds both stages; it resumes in either stage.
 
     Data come at Stage-II's ``image_size`` (256); Stage-I trains on them area-downsampled to
-    ``image_size / 4``. Each phase has its own pair of Adam optimisers and its own halving
-    schedule, counted from the phase's first epoch. At the switch Stage-I is frozen
+    ``image_size / 4``. Each stage has its own pair of Adam optimisers and its own halving
+    schedule, counted in its own epochs; ``optimizers()`` returns all four
+    ``[D-II, G-II, D-I, G-I]`` and the ``stage`` buffer picks the pair that trains. The EMA of
+    Stage-II's G (``ema_decay``) is updated only in Stage-II. At the switch Stage-I is frozen
     (``requires_grad=False``, eval mode); a run resumed in Stage-II freezes it before DDP wraps
     the module, but one that crosses the switch under DDP keeps Stage-I registered for gradient
     sync (it gets no gradients; use ``ddp_find_unused_parameters_true``, as for every t2igan
     GAN), so for multi-GPU runs prefer the two stage configs.
 
-    ``sample()`` draws from the phase being trained: Stage-I's images upsampled (nearest) to
+    ``sample()`` draws from the stage being trained: Stage-I's images upsampled (nearest) to
     ``image_size`` during Stage-I, Stage-II's after.
 
     Args:
