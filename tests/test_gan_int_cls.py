@@ -1,13 +1,18 @@
-"""GAN-INT-CLS specifics: the authors' network sizes and the loss variants."""
+"""GAN-INT-CLS specifics: the authors' network sizes, the loss variants, the 1.5 B generator
+step and the learning-rate schedule of the Lua code."""
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
 from t2igan.losses import d_loss_matching_aware
 from t2igan.models import GANINTCLS
 from t2igan.models.gan_int_cls import interpolate_text
+
+from .conftest import tiny_datamodule
 
 
 def bn(c):  # BatchNorm: weight and bias
@@ -68,8 +73,9 @@ def test_interpolation_pairs_halves():
     "cls_weight,interp_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 1.0), (0.5, 1.0)]
 )
 def test_variants_by_flags(cls_weight, interp_weight, tiny_dm):
-    """GAN, GAN-CLS, GAN-INT, GAN-INT-CLS: the wrong pair and the interpolated texts are used
-    exactly when their flag is on."""
+    """GAN, GAN-CLS, GAN-INT, GAN-INT-CLS: the wrong pair is used exactly when its flag is on;
+    G's step always runs on B real + B/2 interpolated texts (main_cls_int.lua), whose weight is
+    ``interp_weight`` (0 for GAN and GAN-CLS)."""
     model = GANINTCLS(text_dim=tiny_dm.text_dim, image_size=32, ngf=8, ndf=8,
                       cls_weight=cls_weight, interp_weight=interp_weight)  # fmt: skip
     batch = next(iter(tiny_dm.train_dataloader()))
@@ -78,8 +84,68 @@ def test_variants_by_flags(cls_weight, interp_weight, tiny_dm):
     _, logs = model.discriminator_loss(batch)
     assert len(seen) == (3 if cls_weight else 2) and ("train/d_wrong" in logs) == bool(cls_weight)
     seen.clear()
-    model.generator_loss(batch)
-    assert seen == [12 if interp_weight else 8]  # B real + B/2 interpolated texts
+    loss, _ = model.generator_loss(batch)
+    assert seen == [12]  # B real + B/2 interpolated texts, in every variant
+
+
+@pytest.mark.parametrize("interp_weight", [0.0, 1.0])
+def test_generator_step_weights_the_interpolated_half_as_the_lua_code(interp_weight, tiny_dm):
+    """nn.BCECriterion(weights) with sizeAverage: sum_i w_i l_i / (1.5 B), w = 1 on the B real
+    texts and interp_weight on the B/2 interpolated ones; with interp_weight = 0 the B real
+    terms weigh 2/3 of their plain mean."""
+    model = GANINTCLS(text_dim=tiny_dm.text_dim, image_size=32, ngf=8, ndf=8,
+                      interp_weight=interp_weight)  # fmt: skip
+    batch = next(iter(tiny_dm.train_dataloader()))
+    logits = []
+    model.discriminator.register_forward_hook(lambda m, i, o: logits.append(o.detach()))
+    loss, _ = model.generator_loss(batch)
+    (out,) = logits
+    per_sample = F.softplus(-out)  # BCE(sigmoid(logit), 1)
+    b = len(batch["text_emb"])
+    expected = (per_sample[:b].sum() + interp_weight * per_sample[b:].sum()) / (1.5 * b)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+class _LearningRates(L.Callback):
+    """G's and D's learning rate in every training epoch (as the batches see it)."""
+
+    def __init__(self) -> None:
+        self.lrs: list[tuple[float, float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.lrs.append(tuple(o.param_groups[0]["lr"] for o in trainer.optimizers))
+
+
+def test_learning_rate_halves_at_the_start_of_every_kth_epoch_across_a_resume(data_root, tmp_path):
+    """main_cls_int.lua: ``for epoch = 1, niter`` with ``if epoch % decay_every == 0`` halving
+    before the epoch's batches. With decay_every 2 and 7 epochs (counted from 1), the rate is
+    written out by hand below; the run stops after epoch 3 and resumes for the rest."""
+    by_hand = [1, 1 / 2, 1 / 2, 1 / 4, 1 / 4, 1 / 8, 1 / 8]  # epochs 1..7
+    dm = tiny_datamodule(data_root, num_images=16)
+
+    def fit(epochs, ckpt_path=None):
+        rates = _LearningRates()
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator="cpu", logger=False, enable_progress_bar=False,
+            enable_model_summary=False, limit_val_batches=0, limit_train_batches=1,
+            default_root_dir=tmp_path, callbacks=[rates, L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=tmp_path, save_last=True)],
+        )  # fmt: skip
+        model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=4, ndf=4, lr=1.0,
+                          lr_decay_every=2)  # fmt: skip
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return rates.lrs
+
+    first = fit(3)
+    rest = fit(7, tmp_path / "last.ckpt")
+    assert [d for d, g in first + rest] == by_hand
+    assert [g for d, g in first + rest] == by_hand
+    # 600 epochs of decay_every 100: the last runs at 1/64 (Lua), not 1/32
+    model = GANINTCLS(text_dim=8, image_size=32, ngf=4, ndf=4, lr=1.0)
+    (_, opt_g), (_, sched_g) = model.configure_optimizers()
+    for _ in range(599):
+        sched_g.step()
+    assert opt_g.param_groups[0]["lr"] == 1 / 64
 
 
 @pytest.mark.parametrize("beta,extrapolate", [(0.25, False), (0.5, True)])

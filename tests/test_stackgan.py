@@ -18,15 +18,10 @@ from torch import nn
 from t2igan.callbacks import CaptionInterpolation, NoiseInterpolation, SampleGrid, StageSamples
 from t2igan.callbacks import figures as figures_module
 from t2igan.cli import cli, generate_main
-from t2igan.losses import kl_divergence
+from t2igan.losses import kl_divergence, stackgan_d_loss, stackgan_g_loss
 from t2igan.models import StackGAN, StackGANStage1, StackGANStage2
-from t2igan.models.stackgan import (
-    ConditioningAugmentation,
-    Stage2Discriminator,
-    read_stage1_checkpoint,
-    stackgan_d_loss,
-    stackgan_g_loss,
-)
+from t2igan.models.stackgan import read_stage1_checkpoint
+from t2igan.models.stackgan_networks import ConditioningAugmentation, Stage2Discriminator
 
 from .conftest import ROOT, TINY_DATA, tiny_datamodule
 
@@ -237,7 +232,10 @@ def test_models_feed_the_losses_their_batch(case):
              "wrong_images": torch.rand(4, 3, data_side, data_side) * 2 - 1}  # fmt: skip
     seen = {k: F.interpolate(batch[k], size=side, mode="area") for k in ("images", "wrong_images")}
     d = FixedD(seen["images"], seen["wrong_images"], unconditional)
+    old = getattr(model, d_name)
     setattr(model, d_name, d)
+    model.stages = tuple(s._replace(discriminator=d) if s.discriminator is old else s
+                         for s in model.stages)  # fmt: skip
     mu, logvar = generator.ca.encode(batch["text_emb"])
 
     d_loss, _ = model.discriminator_loss(batch)

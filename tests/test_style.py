@@ -402,3 +402,23 @@ def test_style_transfer_benchmark_runs_end_to_end(tmp_path):
     for name in ("style_transfer.png", "style_transfer_rescaled.png", "style_transfer_recon.png"):
         grid = Image.open(out / name)
         assert grid.height == 5 * (32 + 2) + 2  # the query row and four caption rows
+
+
+def test_the_gan_inside_keeps_its_own_hparams_and_ema_under_the_cli(data_root, tmp_path):
+    """LightningCLI hands the outer model's config to every save_hyperparameters() called while
+    it builds the outer model (emulated here with the context it uses): the inner GAN still
+    gets its EMA (the base keeps what it is given) and records its own arguments."""
+    from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters_context
+
+    dm = tiny_datamodule(data_root)
+    gan = GANINTCLS(text_dim=dm.text_dim, image_size=32, z_dim=Z_DIM, ngf=8, ndf=8,
+                    ema_decay=0.5, text_encoder=dm.text_encoder_spec)  # fmt: skip
+    path = tmp_path / "ema.ckpt"
+    torch.save({"t2igan": {"class_path": "t2igan.models.gan_int_cls.GANINTCLS"},
+                "hyper_parameters": dict(gan.hparams), "state_dict": gan.state_dict()}, path)  # fmt: skip
+    outer = {"generator_ckpt": str(path), "ndf": 4, "lr": 1e-3}
+    with _given_hyperparameters_context(outer, "lightning.pytorch.cli.instantiate_module"):
+        model = StyleEncoderGAN(str(path), ndf=4, lr=1e-3)
+    assert model.gan.generator_ema is not None
+    assert dict(model.gan.hparams) == model.hparams.gan["init_args"] == dict(gan.hparams)
+    assert model.hparams.lr == 1e-3 and model.hparams.ndf == 4

@@ -114,7 +114,7 @@ class StyleTransferGrid(FixedInputFigure):
     keeps one image's style (pose, background) while the rows change what the text says.
 
     Needs a model with a style encoder (``encode_style``, e.g.
-    :class:`t2igan.models.gan_int_cls.StyleEncoderGAN`); on other models it warns once and
+    :class:`t2igan.models.style_encoder.StyleEncoderGAN`); on other models it warns once and
     draws nothing.
 
     Args:

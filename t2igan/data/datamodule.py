@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DATASETS = ("synthetic", "cub", "flowers", "mhp", "port-hdf5")
 WRONG_MODES = ("class", "shift")
+SAMPLERS = ("shuffle", "class_uniform")
 
 
 def shift_collate(items: list[dict]) -> dict:
@@ -65,6 +66,9 @@ class T2IDataModule(L.LightningDataModule):
         wrong_mode: mismatched images for the matching-aware discriminator: ``class`` (a real
             image of another class, Reed et al.) or ``shift`` (the batch rolled by one, StackGAN).
         use_cache: read the ``t2igan prepare`` cache when it is present and up to date.
+        sampler: training order: ``shuffle`` (every image once an epoch, in random order) or
+            ``class_uniform`` (a class uniformly, then one of its images, with replacement: the
+            icml2016 Lua loader's draw; see :class:`~t2igan.data.sampler.EpochSampler`).
         image_size: side of the images the model sees.
         load_size: images are resized to this side, then cropped to ``image_size`` (Reed et al.:
             76 for 64). None: no crop.
@@ -103,12 +107,16 @@ class T2IDataModule(L.LightningDataModule):
         skip_missing: bool = False,
         wrong_mode: str = "class",
         use_cache: bool = True,
+        sampler: str = "shuffle",
     ) -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         if wrong_mode not in WRONG_MODES:
             raise ValueError(f"unknown wrong_mode {wrong_mode!r}; choose one of {WRONG_MODES}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        self.sampler = sampler
         self.dataset = dataset
         self.root = Path(root)
         self.image_size = image_size
@@ -120,7 +128,7 @@ class T2IDataModule(L.LightningDataModule):
         self.wrong_mode = wrong_mode
         self.use_cache = use_cache
         self.datasets: dict[str, TextImageDataset] = {}
-        self.sampler: EpochSampler | None = None
+        self.train_sampler: EpochSampler | None = None
         self._resume: tuple[int, int] | None = None  # (epoch seed, items done) from a checkpoint
         if dataset == "synthetic":
             self.reader = SyntheticBirds(load_size or image_size, num_images, num_eval_images, seed)
@@ -259,10 +267,11 @@ class T2IDataModule(L.LightningDataModule):
     def _loader(self, name: str, train: bool = False) -> DataLoader:
         if name not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test"}[name])
+        ds = self.datasets[name]
         return DataLoader(
-            self.datasets[name],
+            ds,
             batch_size=self.batch_size,
-            sampler=self._train_sampler(len(self.datasets[name])) if train else None,
+            sampler=self._train_sampler(ds) if train else None,
             drop_last=train,  # GAN-INT pairs the two halves of a batch; BN needs B > 1
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -272,13 +281,14 @@ class T2IDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(0) if train else None,
         )
 
-    def _train_sampler(self, num_items: int) -> EpochSampler:
-        if self.sampler is None or self.sampler.num_items != num_items:
-            self.sampler = EpochSampler(num_items)
+    def _train_sampler(self, ds: TextImageDataset) -> EpochSampler:
+        if self.train_sampler is None or self.train_sampler.num_items != len(ds):
+            labels = ds.labels.numpy() if self.sampler == "class_uniform" else None
+            self.train_sampler = EpochSampler(len(ds), labels)
         if self._resume is not None:
-            self.sampler.resume(*self._resume)
+            self.train_sampler.resume(*self._resume)
             self._resume = None
-        return self.sampler
+        return self.train_sampler
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -287,12 +297,13 @@ class T2IDataModule(L.LightningDataModule):
         """Where the training epoch under way stands (a checkpoint written mid-epoch resumes
         from the next batch, with the same order and augmentations)."""
         trainer = self.trainer
-        if self.sampler is None or self.sampler.epoch_seed is None or trainer is None:
+        sampler = self.train_sampler
+        if sampler is None or sampler.epoch_seed is None or trainer is None:
             return {}
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if done >= trainer.num_training_batches:  # the epoch is over: the next one is new
             return {"train_epoch": None}
-        return {"train_epoch": {"seed": self.sampler.epoch_seed, "items": done * self.batch_size}}
+        return {"train_epoch": {"seed": sampler.epoch_seed, "items": done * self.batch_size}}
 
     def load_state_dict(self, state: dict) -> None:
         epoch = state.get("train_epoch")
@@ -302,8 +313,8 @@ class T2IDataModule(L.LightningDataModule):
             log.warning("a mid-epoch checkpoint resumed on several devices starts this epoch's "
                         "data afresh: resume from an epoch-end checkpoint to continue exactly")  # fmt: skip
             return
-        if self.sampler is not None:
-            self.sampler.resume(epoch["seed"], epoch["items"])
+        if self.train_sampler is not None:
+            self.train_sampler.resume(epoch["seed"], epoch["items"])
         else:  # for the sampler train_dataloader() makes next
             self._resume = (epoch["seed"], epoch["items"])
 

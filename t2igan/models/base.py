@@ -9,6 +9,14 @@ class says *when*. An optional exponential moving average of the generator (a fr
 
 The public sampling interface that callbacks and ``t2igan generate`` use:
 ``sample_noise(n)``, ``sample(text_emb, noise)``, ``discriminate(images, text_emb)``.
+
+For subclasses: pass the engine's arguments on to ``__init__`` (it keeps them; it never reads
+``self.hparams``), build the networks from the constructor's arguments, never from
+``self.hparams`` (``save_hyperparameters()`` only records them, and a model built inside another
+one under LightningCLI records the outer config), and return ``[D, G]`` optimiser pairs from
+:meth:`configure_optimizers` (:meth:`optimiser_pair`); a model that trains in stages says which
+pair trains now with :meth:`current_pair`. Under DDP each rank draws its own random numbers
+(:meth:`setup`) and checkpoints keep every rank's RNG state.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from t2igan.nn import init_dcgan_weights
@@ -34,6 +45,66 @@ def _numpy_state(state: dict | None = None):
                 "has_gauss": int(has_gauss), "cached": float(cached)}  # fmt: skip
     keys = state["keys"].numpy().astype(np.uint32)
     return ("MT19937", keys, state["pos"], state["has_gauss"], state["cached"])
+
+
+def rng_state() -> dict:
+    """This process's random-number states (torch, numpy, python, CUDA), loadable with
+    ``weights_only=True``."""
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state(),
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(_numpy_state(state["numpy"]))
+    random.setstate(state["python"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_rank(rank: int) -> int:
+    """Seed torch (CPU and CUDA), numpy and python for process ``rank`` of a multi-process run
+    from the run's seed (``torch.initial_seed()``, which ``seed_everything`` set alike on every
+    rank) and the rank, so that each rank draws its own noise, crops, flips and captions.
+    Returns the seed."""
+    seed = int(np.random.SeedSequence([torch.initial_seed(), rank]).generate_state(1)[0])
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    return seed
+
+
+def _ranks(first: int, last: int) -> str:
+    return f"rank {first}" if first == last else f"ranks {first}-{last}"
+
+
+class EpochDecay(LRScheduler):
+    """Learning rate ``lr * factor ** ((epoch + offset) // every)`` in (0-based) ``epoch``,
+    stepped once per epoch: ``offset=0`` decays after every ``every`` epochs (StackGAN's code,
+    torch's ``StepLR``), ``offset=1`` at the start of epochs ``every``, ``2 every``, ... counted
+    from 1 (the icml2016 Lua code). Only ``last_epoch`` and ``base_lrs`` matter in its state,
+    so the ``StepLR`` states of older checkpoints load into it."""
+
+    def __init__(self, optimizer, every: int, factor: float, offset: int = 0) -> None:
+        if every < 1:
+            raise ValueError(f"lr_decay_every must be >= 1 epoch, got {every}")
+        self.every, self.factor, self.offset = every, factor, offset
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        decays = (self.last_epoch + self.offset) // self.every
+        return [base * self.factor**decays for base in self.base_lrs]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # The schedule is the model's (its arguments); the checkpoint gives where it stands.
+        keep = {"every": self.every, "factor": self.factor, "offset": self.offset}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(keep)
 
 
 def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict, str]:
@@ -91,7 +162,25 @@ def require_finite(module: L.LightningModule, name: str, loss: torch.Tensor, bat
 
 
 class TextToImageGAN(L.LightningModule):
-    """Base class; see the module docstring. Subclasses call :meth:`set_networks`."""
+    """Base class; see the module docstring. Subclasses call :meth:`set_networks`.
+
+    Args (keyword-only; a subclass passes its own values on):
+        text_dim: text embedding size.
+        image_size: image side.
+        z_dim: length of one sample's noise vector (the sampling interface's).
+        lr: Adam learning rate of G and D.
+        beta1: Adam beta1.
+        beta2: Adam beta2.
+        lr_decay_every: epochs between learning-rate decays.
+        lr_decay: learning-rate factor at each decay.
+        ema_decay: if set, keep an EMA of G with this decay and sample from it.
+        text_encoder: how captions were embedded (recorded for ``t2igan generate``).
+    """
+
+    #: 0: the learning rate decays after every ``lr_decay_every`` epochs (StackGAN's code); 1: at
+    #: the start of epochs ``lr_decay_every``, ``2 lr_decay_every``, ... counted from 1 (the
+    #: icml2016 Lua code). See :class:`EpochDecay`.
+    lr_decay_offset = 0
 
     def __init__(
         self,
@@ -112,6 +201,14 @@ class TextToImageGAN(L.LightningModule):
         self.text_dim = text_dim
         self.image_size = image_size
         self.z_dim = z_dim
+        # The engine trains with what it is given, whether or when a subclass calls
+        # save_hyperparameters() (which only records the arguments, for checkpoints and the CLI).
+        self.lr = lr
+        self.betas = (beta1, beta2)
+        self.lr_decay_every = lr_decay_every
+        self.lr_decay = lr_decay
+        self.ema_decay = ema_decay
+        self.text_encoder_spec = text_encoder
         self.generator_ema: AveragedModel | None = None
 
     # ----------------------------------------------------------------- networks
@@ -123,10 +220,9 @@ class TextToImageGAN(L.LightningModule):
         init_dcgan_weights(discriminator, linear=init_linear)
         self.generator = generator
         self.discriminator = discriminator
-        decay = self.hparams.get("ema_decay")
-        if decay:
+        if self.ema_decay:
             self.generator_ema = AveragedModel(
-                generator, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
+                generator, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True
             )
             self.generator_ema.requires_grad_(False)
 
@@ -173,8 +269,19 @@ class TextToImageGAN(L.LightningModule):
         raise NotImplementedError
 
     # ----------------------------------------------------------------- training
+    def current_pair(self) -> int:
+        """Which ``[D, G]`` pair of :meth:`configure_optimizers`' lists (``[D, G, D', G', ...]``,
+        schedulers alike) trains now: 0 here; a model that trains in stages picks its stage's.
+        The EMA follows pair 0's generator, ``self.generator``, and is updated only while that
+        pair trains."""
+        return 0
+
+    def _pair(self, items) -> tuple:
+        k = 2 * self.current_pair()
+        return tuple(items[k : k + 2])
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
-        opt_d, opt_g = self.optimizers()
+        opt_d, opt_g = self._pair(self.optimizers())
         with self.toggled_optimizer(opt_d):
             d_loss, d_logs = self.discriminator_loss(batch)
             require_finite(self, "train/d_loss", d_loss, batch_idx)
@@ -187,7 +294,7 @@ class TextToImageGAN(L.LightningModule):
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
             opt_g.step()
-        if self.generator_ema is not None:
+        if self.generator_ema is not None and self.current_pair() == 0:
             self.generator_ema.update_parameters(self.generator)
         bs = len(batch["images"])
         self.log_dict(
@@ -196,25 +303,25 @@ class TextToImageGAN(L.LightningModule):
         self.log_dict({**d_logs, **g_logs}, batch_size=bs)
 
     def on_train_epoch_end(self) -> None:
-        # Manual optimisation: Lightning does not step schedulers for us.
-        schedulers = self.lr_schedulers()
-        for sch in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if sch is not None:
-                sch.step()
-        opt_d, opt_g = self.optimizers()
+        # Manual optimisation: Lightning does not step schedulers for us. Each pair's schedule
+        # counts the epochs that pair trained.
+        for sch in self._pair(self.lr_schedulers()):
+            sch.step()
+        opt_d, opt_g = self._pair(self.optimizers())
         self.log_dict({"train/lr_d": opt_d.param_groups[0]["lr"],
                        "train/lr_g": opt_g.param_groups[0]["lr"]})  # fmt: skip
 
+    def optimiser_pair(
+        self, generator: nn.Module, discriminator: nn.Module, lr_decay_every: int
+    ) -> tuple[list, list]:
+        """``([Adam(D), Adam(G)], their EpochDecay schedules)`` with this model's settings."""
+        opts = [torch.optim.Adam(net.parameters(), lr=self.lr, betas=self.betas)
+                for net in (discriminator, generator)]  # fmt: skip
+        return opts, [EpochDecay(opt, lr_decay_every, self.lr_decay, self.lr_decay_offset)
+                      for opt in opts]  # fmt: skip
+
     def configure_optimizers(self):
-        hp = self.hparams
-        betas = (hp.beta1, hp.beta2)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas)
-        sched = [
-            torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_decay_every, gamma=hp.lr_decay)
-            for opt in (opt_d, opt_g)
-        ]
-        return [opt_d, opt_g], sched
+        return self.optimiser_pair(self.generator, self.discriminator, self.lr_decay_every)
 
     # --------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict, stage: str) -> None:
@@ -240,26 +347,54 @@ class TextToImageGAN(L.LightningModule):
         return {"images": self.sample(batch["text_emb"]), "captions": batch["captions"],
                 "index": batch["index"]}  # fmt: skip
 
+    # ------------------------------------------------------ multi-process runs
+    def setup(self, stage: str) -> None:
+        # Every rank starts from the same seed_everything(); give each its own streams (noise,
+        # CA draws, crops, flips, caption picks). Rank 0 keeps the run's seed, so a 1-device run
+        # and rank 0 of a multi-device run draw alike. A resume then restores each rank's state.
+        if stage == "fit" and self.trainer.world_size > 1 and self.trainer.global_rank > 0:
+            seed_rank(self.trainer.global_rank)
+
+    def _all_ranks(self, state: dict) -> list[dict]:
+        """``state`` of every rank, in rank order (collective: every rank calls it, as Lightning
+        does when it saves a checkpoint)."""
+        if self._trainer is None or self.trainer.world_size == 1 or not dist.is_initialized():
+            return [state]
+        states: list = [None] * dist.get_world_size()
+        dist.all_gather_object(states, state)
+        return states
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         cls = type(self)
         # The class (so `t2igan generate` can load any model) and the random-number states, so
-        # that `--ckpt_path last` continues the same data order and noise as an unbroken run.
+        # that `--ckpt_path last` continues the same data order and noise as an unbroken run:
+        # "rng" is rank 0's (the layout of every t2igan checkpoint), "rng_per_rank" each rank's.
+        states = self._all_ranks(rng_state())
         checkpoint["t2igan"] = {
             "class_path": f"{cls.__module__}.{cls.__qualname__}",
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "numpy": _numpy_state(),
-                "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": states[0],
+            "rng_per_rank": states,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        rng = checkpoint.get("t2igan", {}).get("rng")
-        if rng is None or self._trainer is None:  # plain weight loading: leave the RNGs alone
+        meta = checkpoint.get("t2igan", {})
+        states = meta.get("rng_per_rank") or ([meta["rng"]] if meta.get("rng") else [])
+        if not states or self._trainer is None:  # plain weight loading: leave the RNGs alone
             return
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(_numpy_state(rng["numpy"]))
-        random.setstate(rng["python"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        if len(states) != world:
+            both = min(len(states), world)
+            kept = ("rank 0 continues where it was" if both == 1
+                    else f"{_ranks(0, both - 1)} continue where they were")  # fmt: skip
+            fate = (f"{_ranks(len(states), world - 1)} start new streams" if world > len(states)
+                    else f"the states of {_ranks(world, len(states) - 1)} are dropped")  # fmt: skip
+            rank_zero_warn(
+                f"{self.trainer.ckpt_path or 'the checkpoint'} holds the random-number states of "
+                f"{len(states)} rank(s) and resumes on {world}: {kept}, {fate}. The run goes on, but not as it would have on "
+                f"{len(states)} rank(s)."
+            )
+        if rank < len(states):
+            set_rng_state(states[rank])
+        else:  # a rank the checkpoint did not have: rank 0's state, then a stream of its own
+            set_rng_state(states[0])
+            seed_rank(rank)
