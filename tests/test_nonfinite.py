@@ -82,3 +82,22 @@ def test_caption_consistency_logs_nan_for_a_nan_generator(data_root):
                         callbacks=[CaptionConsistency()])  # fmt: skip
     (scores,) = trainer.validate(model, datamodule=dm)
     assert torch.isnan(torch.tensor(scores["val/caption_acc"]))
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(data_root, tmp_path):
+    """What a diverged run saved before this guard existed: `generate` refuses it, rather than
+    writing black images."""
+    from t2igan.cli import load_model
+
+    dm = tiny_datamodule(data_root)
+    model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,
+                      text_encoder=dm.text_encoder_spec)  # fmt: skip
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    with torch.no_grad():
+        next(model.generator.parameters()).fill_(float("nan"))
+    trainer.save_checkpoint(tmp_path / "diverged.ckpt")
+    with pytest.raises(ValueError, match=r"diverged.ckpt holds 1 non-finite weights \(e\.g\. "
+                       r"generator\.[\w.]+\): its run diverged"):  # fmt: skip
+        load_model(tmp_path / "diverged.ckpt")

@@ -138,6 +138,11 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
     meta = ckpt.get("t2igan") if isinstance(ckpt, dict) else None
     if meta is None:
         raise ValueError(f"{path} is not a t2igan checkpoint (no 't2igan' entry)")
+    bad = [k for k, v in ckpt.get("state_dict", {}).items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]  # fmt: skip
+    if bad:  # it would draw black images: the run it comes from diverged
+        raise ValueError(f"{what} {path} holds {len(bad)} non-finite weights (e.g. {bad[0]}): "
+                         "its run diverged; pass an earlier checkpoint of it")  # fmt: skip
     return ckpt, meta["class_path"]
 
 
