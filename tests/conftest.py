@@ -55,6 +55,17 @@ def tiny_datamodule(root: Path, image_size: int = 32, **kwargs) -> T2IDataModule
     return dm
 
 
+def fit_briefly(model, dm, steps: int = 2):
+    """Train ``model`` on ``dm`` for ``steps`` optimiser steps (no logger, checkpoint or
+    validation); returns the trainer, e.g. to ``save_checkpoint``."""
+    import lightning as L
+
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return trainer
+
+
 @pytest.fixture
 def tiny_dm(data_root) -> T2IDataModule:
     return tiny_datamodule(data_root)

@@ -70,31 +70,26 @@ def make_cub(root: Path, classes=(1, 2, 4, 7), per_class: int = 3, crlf: bool = 
         path.write_bytes(eol.join(lines + [""]).encode())
 
     images, labels, split, boxes, locs = [], [], [], [], []
-    for i, (c, key) in enumerate(rows, 1):
-        w, h = SIZES[i % len(SIZES)]
-        mode = "L" if i == 2 else "CMYK" if i == 3 else "RGB"
-        _image(cub / "images" / f"{key}.jpg", (w, h), i, mode)
-        images.append(f"{i} {key}.jpg")
-        labels.append(f"{i} {c}")
-        split.append(f"{i} {i % 2}")
-        boxes.append(f"{i} 5.0 6.0 {w / 2} {h / 2}")
-        for p, name in enumerate(CUB_PARTS, 1):
-            xy, vis = ("10.0 20.0", 1) if name == "left wing" else ("0.0 0.0", 0)
-            if name == "beak":
-                xy, vis = (f"{w - 1}.0 {h - 1}.0", 1)
-            locs.append(f"{i} {p} {xy} {vis}")
-        _captions(root, key, captions, eol)
-    for i, key, box, (w, h), is_train in real_rows:
-        c = int(key[:3])
-        _image(cub / "images" / f"{key}.jpg", (w, h), i)
+
+    def add(i: int, key: str, c: int, box: str, is_train: int, size, mode="RGB", beak=False):
+        _image(cub / "images" / f"{key}.jpg", size, i, mode)
         images.append(f"{i} {key}.jpg")
         labels.append(f"{i} {c}")
         split.append(f"{i} {is_train}")
         boxes.append(f"{i} {box}")
         for p, name in enumerate(CUB_PARTS, 1):
             xy, vis = ("10.0 20.0", 1) if name == "left wing" else ("0.0 0.0", 0)
+            if beak and name == "beak":
+                xy, vis = (f"{size[0] - 1}.0 {size[1] - 1}.0", 1)
             locs.append(f"{i} {p} {xy} {vis}")
         _captions(root, key, captions, eol)
+
+    for i, (c, key) in enumerate(rows, 1):
+        w, h = SIZES[i % len(SIZES)]
+        mode = "L" if i == 2 else "CMYK" if i == 3 else "RGB"
+        add(i, key, c, f"5.0 6.0 {w / 2} {h / 2}", i % 2, (w, h), mode, beak=True)
+    for i, key, box, size, is_train in real_rows:
+        add(i, key, int(key[:3]), box, is_train, size)
     names = {c: f"{c:03d}.Bird_{c}" for c in classes}
     names.update({int(key[:3]): key.split("/")[0] for _, key, *_ in real_rows})
     write("images.txt", images)

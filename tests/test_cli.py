@@ -17,7 +17,7 @@ from t2igan.cli import cli, generate_main, load_model
 from t2igan.data import HashingEncoder
 from t2igan.models import GANINTCLS
 
-from .conftest import ROOT, TINY_DATA, tiny_datamodule
+from .conftest import ROOT, TINY_DATA, fit_briefly, tiny_datamodule
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 _TINY_STACK = ["--data.image_size", "64", "--data.load_size", "76", "--model.init_args.ngf", "8",
@@ -42,9 +42,7 @@ def tiny_gan_ckpt(data_root, tmp_path_factory) -> Path:
     dm = tiny_datamodule(data_root, text_encoder=HashingEncoder())
     model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,
                       text_encoder=dm.text_encoder_spec)  # fmt: skip
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
-    trainer.fit(model, datamodule=dm)
+    trainer = fit_briefly(model, dm)
     path = tmp_path_factory.mktemp("gan") / "gan.ckpt"
     trainer.save_checkpoint(path)
     return path
@@ -58,10 +56,8 @@ def tiny_stage1_ckpt(data_root, tmp_path_factory) -> Path:
     dm = tiny_datamodule(data_root, text_encoder=HashingEncoder())
     model = StackGANStage1(text_dim=dm.text_dim, image_size=16, z_dim=8, condition_dim=8,
                            ngf=4, ndf=4, text_encoder=dm.text_encoder_spec)  # fmt: skip
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
-    trainer.fit(model, datamodule=tiny_datamodule(data_root, image_size=16,
-                                                  text_encoder=HashingEncoder()))  # fmt: skip
+    trainer = fit_briefly(model, tiny_datamodule(data_root, image_size=16,
+                                                 text_encoder=HashingEncoder()))  # fmt: skip
     path = tmp_path_factory.mktemp("stage1") / "stage1.ckpt"
     trainer.save_checkpoint(path)
     return path
@@ -156,9 +152,7 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
     dm = tiny_datamodule(data_root)
     model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,
                       text_encoder=dm.text_encoder_spec)  # fmt: skip
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
-    trainer.fit(model, datamodule=dm)
+    trainer = fit_briefly(model, dm)
     ckpt = tmp_path / "last.ckpt"
     trainer.save_checkpoint(ckpt)
     out = tmp_path / "out"

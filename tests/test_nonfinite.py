@@ -13,7 +13,7 @@ from t2igan.metrics import CaptionAccuracy, read_birds
 from t2igan.models import GANINTCLS
 from t2igan.models.base import NonFiniteLossError
 
-from .conftest import tiny_datamodule
+from .conftest import fit_briefly, tiny_datamodule
 
 
 class NaNLossAt(L.Callback):
@@ -92,9 +92,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(data_root, tmp_path):
     dm = tiny_datamodule(data_root)
     model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,
                       text_encoder=dm.text_encoder_spec)  # fmt: skip
-    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
-    trainer.fit(model, datamodule=dm)
+    trainer = fit_briefly(model, dm, 1)
     with torch.no_grad():
         next(model.generator.parameters()).fill_(float("nan"))
     trainer.save_checkpoint(tmp_path / "diverged.ckpt")
