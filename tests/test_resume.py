@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from t2igan.callbacks import RunCheckpoint, SampleGrid
@@ -42,8 +43,11 @@ def _model() -> GANINTCLS:
 
 def _fit(run: Path, dm, epochs: int, ckpt_path=None, crash=None, **kwargs) -> GANINTCLS:
     model = _model()
-    callbacks = [RunCheckpoint(every_n_batches=kwargs.pop("every_n_batches", 0)),
-                 SampleGrid(num_captions=2, num_samples=2)]  # fmt: skip
+    if "plain" in kwargs:  # Lightning's own ModelCheckpoint, with its own saving moments
+        saver = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, **kwargs.pop("plain"))
+    else:
+        saver = RunCheckpoint(every_n_batches=kwargs.pop("every_n_batches", 0))
+    callbacks = [saver, SampleGrid(num_captions=2, num_samples=2)]
     if crash is not None:
         callbacks.append(Crash(*crash))
     logger = CSVLogger(run, name="logs", flush_logs_every_n_steps=1)
@@ -78,6 +82,12 @@ CASES = {
     "epoch_end": ({"limit_val_batches": 0}, (1, 3)),
     "val_every_2_epochs": ({"check_val_every_n_epoch": 2, "limit_val_batches": 2}, (2, 3)),
     "mid_epoch": ({"limit_val_batches": 0, "every_n_batches": 3}, (1, 5)),
+    # Lightning's ModelCheckpoint: at validation end (validation every 2 epochs), and every 6
+    # optimiser steps (3 batches), mid-epoch
+    "lightning_at_val_end": ({"check_val_every_n_epoch": 2, "limit_val_batches": 2,
+                              "plain": {}}, (2, 3)),
+    "lightning_every_n_steps": ({"limit_val_batches": 0,
+                                 "plain": {"every_n_train_steps": 6}}, (1, 5)),
 }  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -313,6 +314,9 @@ class T2IDataModule(L.LightningDataModule):
             log.warning("a mid-epoch checkpoint resumed on several devices starts this epoch's "
                         "data afresh: resume from an epoch-end checkpoint to continue exactly")  # fmt: skip
             return
+        # Lightning warns that a mid-epoch resume is unreliable unless the DataLoader itself
+        # is stateful: here the sampler continues the epoch exactly, so the warning is wrong.
+        warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before")
         if self.train_sampler is not None:
             self.train_sampler.resume(epoch["seed"], epoch["items"])
         else:  # for the sampler train_dataloader() makes next
