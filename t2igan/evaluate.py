@@ -242,7 +242,7 @@ def data_module(ckpt: Path, config: str | None, overrides: list[str]):
     try:
         cfg = parser.parse_args(overrides)
     except Exception as err:  # jsonargparse's ArgumentError: one line for the handler
-        raise ValueError(f"bad data option: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"bad data option: {' '.join(str(err).split())}") from None
     return parser.instantiate_classes(cfg).data
 
 

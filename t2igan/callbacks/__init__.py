@@ -2,6 +2,7 @@
 
 from t2igan.callbacks.caption_consistency import CaptionConsistency
 from t2igan.callbacks.checkpoint import RunCheckpoint
+from t2igan.callbacks.image_metrics import ImageMetrics
 from t2igan.callbacks.interpolation import (
     CaptionInterpolation,
     NoiseInterpolation,
@@ -14,6 +15,7 @@ from t2igan.callbacks.stages import StageSamples
 __all__ = [
     "CaptionConsistency",
     "CaptionInterpolation",
+    "ImageMetrics",
     "NoiseInterpolation",
     "RunCheckpoint",
     "SampleGrid",

@@ -87,6 +87,7 @@ class ClassifierFeatures(nn.Module):
     def __init__(self, classifier: BirdClassifier) -> None:
         super().__init__()
         self.classifier = classifier.eval().requires_grad_(False)
+        self.train(False)
 
     def train(self, mode: bool = True) -> ClassifierFeatures:
         return super().train(False)
@@ -152,7 +153,8 @@ def load_or_train(root: str | Path, seed: int = 0) -> tuple[BirdClassifier, Path
     try:
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except (RuntimeError, OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a bird classifier of this t2igan ({err}); delete it "
+        why = str(err).strip().splitlines()[0]
+        raise ValueError(f"{path} is not a bird classifier of this t2igan ({why}); delete it "
                          "and it is trained again") from None  # fmt: skip
     return net.eval().requires_grad_(False), path
 

@@ -77,8 +77,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------ feature extractors
 class Select(nn.Module):
-    """One output of a feature extractor that returns several (torchmetrics' metrics take a
-    module returning one ``(N, d)`` matrix)."""
+    """One of the features of torchmetrics' Inception (built with several) as the ``(N, d)``
+    matrix its metrics take: one network for IS and FID, not two."""
 
     def __init__(self, net: nn.Module, index: int, num_features: int) -> None:
         super().__init__()
@@ -87,7 +87,8 @@ class Select(nn.Module):
         self.num_features = num_features
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)[self.index]
+        # NoTrainInceptionV3.forward returns only its first feature; this returns them all
+        return self.net._torch_fidelity_forward(images)[self.index].reshape(len(images), -1)
 
 
 def load_inception(path: str | Path | None) -> tuple[nn.Module, nn.Module]:
@@ -116,19 +117,34 @@ def load_inception(path: str | Path | None) -> tuple[nn.Module, nn.Module]:
     return Select(net, 0, 2048), Select(net, 1, 1008)
 
 
+def _projected(output) -> torch.Tensor:
+    """transformers >= 5 returns CLIP's projected features inside an output object, which
+    torchmetrics (<= 1.9) expects as a tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
 def load_clip(folder: str | Path | None) -> Callable[[], tuple[nn.Module, object]]:
     """What ``CLIPScore(model_name_or_path=...)`` takes to load a CLIP model from ``folder``
     (transformers' ``CLIPModel`` and ``CLIPProcessor``, local files only)."""
     folder = require(folder, "--clip-model", "clip", folder=True)
     from transformers import CLIPModel, CLIPProcessor
 
+    class TensorCLIP(CLIPModel):
+        def get_image_features(self, *args, **kwargs) -> torch.Tensor:
+            return _projected(super().get_image_features(*args, **kwargs))
+
+        def get_text_features(self, *args, **kwargs) -> torch.Tensor:
+            return _projected(super().get_text_features(*args, **kwargs))
+
     def load():
         try:
-            return (CLIPModel.from_pretrained(folder, local_files_only=True),
+            return (TensorCLIP.from_pretrained(folder, local_files_only=True),
                     CLIPProcessor.from_pretrained(folder, local_files_only=True))  # fmt: skip
         except OSError as err:
-            raise MissingWeightsError(f"--clip-model {folder} is not a complete CLIP model "
-                                      f"folder ({err}); it needs {PUBLISHED['clip']}") from None  # fmt: skip
+            raise MissingWeightsError(
+                f"--clip-model {folder} is not a complete CLIP model folder ({err}); it needs "
+                f"{PUBLISHED['clip']}"
+            ) from None
 
     return load
 
