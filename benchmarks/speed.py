@@ -12,7 +12,10 @@ counts); a bare round's likewise.
 
     python benchmarks/speed.py                                   # both models, fp32, CPU or GPU
     python benchmarks/speed.py --model gan_int_cls --rounds 3 --steps 4
-    python benchmarks/speed.py --precision bf16-mixed --channels-last
+    python benchmarks/speed.py --precision bf16-mixed --channels-last --compile
+
+The speed-ups (``--channels-last``, ``--compile``: :class:`t2igan.callbacks.SpeedUps`;
+``--precision bf16-mixed``: the Trainer's, and autocast in the bare loop) apply to both loops.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from t2igan.callbacks import SpeedUps
 from t2igan.models import GANINTCLS, StackGANStage1
 
 TEXT_DIM = 1024  # the authors' char-CNN-RNN embeddings
@@ -130,21 +134,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="timed batches per round")
     p.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     p.add_argument("--channels-last", action="store_true", help="networks and images NHWC")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D (both loops)")
     p.add_argument("--workers", type=int, default=0, help="loader workers for the data figure")
     a = p.parse_args()
     device = "gpu" if torch.cuda.is_available() else "cpu"
     dev = torch.device("cuda" if device == "gpu" else "cpu")
     print(f"device {torch.cuda.get_device_name() if device == 'gpu' else 'cpu'}, "
           f"{torch.get_num_threads()} threads, {a.precision}, channels_last={a.channels_last}, "
+          f"compile={a.compile}, "
           f"batch {a.batch_size}, {a.rounds} rounds x {a.steps} timed batches per loop")  # fmt: skip
     print("model            fit img/s  bare img/s  fit/bare  (per round: fit s, bare s)")
     for name in a.model or ["gan_int_cls", "stackgan_stage1"]:
         torch.manual_seed(0)
         fit_model = build(name).to(dev)
         bare_model = build(name).to(dev)
-        if a.channels_last:
-            fit_model.to(memory_format=torch.channels_last)
-            bare_model.to(memory_format=torch.channels_last)
+        speed_ups = SpeedUps(channels_last=a.channels_last, compile=a.compile)
+        for model in (fit_model, bare_model):  # the fixed batch is already in that layout
+            speed_ups.setup(None, model, "fit")
         batch = fixed_batch(a.batch_size, 64, dev, a.channels_last)
         opts, _ = bare_model.configure_optimizers()
         fit_s, bare_s = [], []

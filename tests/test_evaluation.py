@@ -292,3 +292,38 @@ def test_evaluate_errors_are_one_line(tiny_run, quick_classifier, capsys, tmp_pa
         with pytest.raises(SystemExit):
             main(["evaluate", "--ckpt", ckpt, "--metrics", "fid", *argv])
         assert capsys.readouterr().err.splitlines()[0].startswith(first)
+
+
+def test_speed_ups_keep_results_and_checkpoint_names(data_root):
+    """channels_last gives the default layout's losses on one batch (float tolerance: Adam then
+    amplifies rounding differences of near-zero gradients, so weights are not compared) and
+    really changes the layout; compile keeps the parameter names a checkpoint holds."""
+    import lightning as L
+
+    from t2igan.callbacks import SpeedUps
+    from t2igan.models import GANINTCLS
+
+    from .conftest import tiny_datamodule
+
+    losses, models = [], []
+    for speed_ups in ([], [SpeedUps(channels_last=True)]):
+        L.seed_everything(0)
+        dm = tiny_datamodule(data_root)
+        model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8)
+        trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, limit_val_batches=0, callbacks=speed_ups)  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+        losses.append(
+            [float(trainer.callback_metrics[k]) for k in ("train/d_loss", "train/g_loss")]
+        )
+        models.append(model)
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+    conv = next(k for k, v in models[1].generator.state_dict().items() if v.dim() == 4)
+    assert models[1].generator.state_dict()[conv].is_contiguous(memory_format=torch.channels_last)
+    assert (
+        not models[0].generator.state_dict()[conv].is_contiguous(memory_format=torch.channels_last)
+    )
+    model = GANINTCLS(text_dim=16, image_size=32, ngf=8, ndf=8)
+    names = list(model.state_dict())
+    SpeedUps(compile=True).setup(None, model, "fit")
+    assert list(model.state_dict()) == names

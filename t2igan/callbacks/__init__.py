@@ -10,6 +10,7 @@ from t2igan.callbacks.interpolation import (
 )
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.callbacks.samples import SampleGrid
+from t2igan.callbacks.speed_ups import SpeedUps
 from t2igan.callbacks.stages import StageSamples
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "RunCheckpoint",
     "SampleGrid",
     "SaveRunConfig",
+    "SpeedUps",
     "StageSamples",
     "StyleTransferGrid",
 ]
