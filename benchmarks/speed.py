@@ -68,10 +68,12 @@ class BatchEnds(L.Callback):
         self.ends.append(time.perf_counter())
 
 
-def fit_round(model, batch: dict, steps: int, precision: str, device: str) -> float:
+def fit_round(model, batch: dict, steps: int, precision: str, device: str,
+              profiler=None) -> float:  # fmt: skip
     """Seconds for ``steps`` batches of ``Trainer.fit`` after one untimed batch."""
     ends = BatchEnds()
     trainer = L.Trainer(
+        profiler=profiler,
         max_steps=2 * (steps + 1), precision=precision, logger=False, callbacks=[ends],
         accelerator=device, devices=1, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
@@ -136,6 +138,9 @@ def main() -> None:
     p.add_argument("--channels-last", action="store_true", help="networks and images NHWC")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (both loops)")
     p.add_argument("--workers", type=int, default=0, help="loader workers for the data figure")
+    p.add_argument("--profile", action="store_true",
+                   help="then one more fit round under Lightning's SimpleProfiler: where the "
+                   "time of a step goes (hooks, logging, optimiser steps, data fetch)")  # fmt: skip
     a = p.parse_args()
     device = "gpu" if torch.cuda.is_available() else "cpu"
     dev = torch.device("cuda" if device == "gpu" else "cpu")
@@ -162,6 +167,15 @@ def main() -> None:
         rounds = ", ".join(f"{f:.1f}/{b:.1f}" for f, b in zip(fit_s, bare_s))
         print(f"{name:<16} {fit_ips:>9.2f} {bare_ips:>11.2f} {fit_ips / bare_ips:>9.3f}  ({rounds})",
               flush=True)  # fmt: skip
+        if a.profile:
+            import tempfile
+
+            from lightning.pytorch.profilers import SimpleProfiler
+
+            # to a file, not the log, so the report is printed once, here
+            profiler = SimpleProfiler(dirpath=tempfile.mkdtemp(), filename="profile")
+            fit_round(fit_model, batch, a.steps, a.precision, device, profiler)
+            print(profiler.summary(), flush=True)
     print(
         f"data loader (synthetic, 64 px from 76, flips, {a.workers} workers): "
         f"{loader_speed(a.batch_size, 10, a.workers):.0f} images/s"
