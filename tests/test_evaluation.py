@@ -327,3 +327,27 @@ def test_speed_ups_keep_results_and_checkpoint_names(data_root):
     names = list(model.state_dict())
     SpeedUps(compile=True).setup(None, model, "fit")
     assert list(model.state_dict()) == names
+
+
+def test_image_metrics_callback_in_fit_and_test(data_root, quick_classifier):
+    import lightning as L
+
+    from t2igan.callbacks import ImageMetrics
+    from t2igan.models import GANINTCLS
+
+    from .conftest import tiny_datamodule
+
+    dm = tiny_datamodule(data_root)
+    model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8)
+    metrics = ImageMetrics(every_n_epochs=2, num_samples=16, metrics=("fid", "kid", "caption_acc"))
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=1, logger=False, callbacks=[metrics],
+                        enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    logged = trainer.callback_metrics
+    for key in ("val/fid", "val/kid", "val/kid_std", "val/caption_acc_classifier",
+                "val/reader_agreement/all_colours"):  # fmt: skip
+        assert key in logged, key
+    trainer.test(model, datamodule=dm)
+    assert "test/fid" in trainer.callback_metrics and "val/fid" not in trainer.callback_metrics
+    with pytest.raises(ValueError, match="unknown metric 'fd'"):
+        ImageMetrics(metrics=("fd",))
