@@ -260,6 +260,10 @@ def evaluate(argv: list[str]) -> dict:
                    "as a departure from it)")  # fmt: skip
     p.add_argument("--inception-weights", default=None, help="Inception-v3 .pth for is/fid/kid")
     p.add_argument("--clip-model", default=None, help="CLIP model folder for clip_score")
+    p.add_argument("--damsm-text-encoder", default=None, help="AttnGAN's text_encoder*.pth")
+    p.add_argument("--damsm-image-encoder", default=None, help="AttnGAN's image_encoder*.pth")
+    p.add_argument("--damsm-captions", default=None,
+                   help="AttnGAN's captions.pickle (the DAMSM vocabulary)")  # fmt: skip
     p.add_argument("--config", default=None, help="run config (default: RUN/config.yaml)")
     p.add_argument("--out", default=None, help="results JSON (default: <ckpt>.eval.json)")
     p.add_argument("--batch-size", type=int, default=64, help="images per sampling batch")
@@ -284,8 +288,21 @@ def evaluate(argv: list[str]) -> dict:
         from t2igan.metrics.bird_classifier import load_or_train
 
         classifier, clf_path = load_or_train(dm.root, dm.reader.seed)
-    scorer = Scorer(a.metrics, protocol, a.inception_weights, a.clip_model,
+    encoders, missing = None, None
+    if "r_precision" in a.metrics:
+        from t2igan.metrics.damsm import DAMSMPair
+
+        try:
+            encoders = DAMSMPair(a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions,
+                                 torch_device(a.device))  # fmt: skip
+        except MissingWeightsError as err:
+            missing = str(err)
+    scorer = Scorer(a.metrics, protocol, a.inception_weights, a.clip_model, encoders,
                     bird_classifier=classifier)  # fmt: skip
+    if missing:
+        scorer.skipped["r_precision"] = missing
+    if encoders is not None:
+        scorer.weights.update({k: sha256(v) for k, v in encoders.files.items()})
     if clf_path is not None:
         scorer.weights["bird_classifier"] = sha256(clf_path)
     dataset = dm.dataset_of(protocol.split)

@@ -351,3 +351,35 @@ def test_image_metrics_callback_in_fit_and_test(data_root, quick_classifier):
     assert "test/fid" in trainer.callback_metrics and "val/fid" not in trainer.callback_metrics
     with pytest.raises(ValueError, match="unknown metric 'fd'"):
         ImageMetrics(metrics=("fd",))
+
+
+def test_damsm_pair_loads_attngan_layout_and_feeds_r_precision(tmp_path):
+    """RANDOM-initialised DAMSM encoders saved in AttnGAN's layout (state dicts and a
+    captions.pickle): the files load, tokens follow the vocabulary, R-precision runs."""
+    import pickle
+
+    from t2igan.metrics.damsm import DAMSMImageEncoder, DAMSMPair, DAMSMTextEncoder, tokenize
+
+    torch.manual_seed(0)
+    wordtoix = {"<end>": 0, "a": 1, "red": 2, "bird": 3, "blue": 4}
+    with open(tmp_path / "captions.pickle", "wb") as f:
+        pickle.dump([[], [], {v: k for k, v in wordtoix.items()}, wordtoix], f, protocol=2)
+    torch.save(DAMSMTextEncoder(5, 8, 16).state_dict(), tmp_path / "text_encoder.pth")
+    torch.save(DAMSMImageEncoder(16).state_dict(), tmp_path / "image_encoder.pth")
+    pair = DAMSMPair(tmp_path / "text_encoder.pth", tmp_path / "image_encoder.pth",
+                     tmp_path / "captions.pickle")  # fmt: skip
+    assert tokenize("A RED, red bird; with wings", wordtoix) == [1, 2, 2, 3]
+    texts = pair.encode_texts(["a red bird", "a blue bird", "nothing known"])
+    assert texts.shape == (3, 16)
+    assert not torch.allclose(texts[0], texts[1])
+    scorer = Scorer(["r_precision"], EvalProtocol(num_samples=6, r_precision_candidates=3),
+                    encoders=pair)  # fmt: skip
+    scorer.fake(torch.rand(6, 3, 32, 32) * 2 - 1, ["a red bird", "a blue bird", "bird"] * 2)
+    scores = scorer.compute()["r_precision"]
+    assert 0 <= scores["mean"] <= 1 and scores["comparable_with_papers"] is True
+    with pytest.raises(MissingWeightsError, match="--damsm-captions not given.*taoxugit/AttnGAN"):
+        DAMSMPair(tmp_path / "text_encoder.pth", tmp_path / "image_encoder.pth", None)
+    # a text encoder's file given as the image encoder
+    with pytest.raises(ValueError, match="text_encoder.pth does not fit AttnGAN's DAMSM encoder"):
+        DAMSMPair(tmp_path / "text_encoder.pth", tmp_path / "text_encoder.pth",
+                  tmp_path / "captions.pickle")  # fmt: skip

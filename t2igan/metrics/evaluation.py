@@ -38,9 +38,10 @@ PUBLISHED = {
         "`huggingface-cli download openai/clip-vit-base-patch16 --local-dir DIR`"
     ),
     "damsm": (
-        "AttnGAN's DAMSM text and image encoders (text_encoder*.pth, image_encoder*.pth, "
-        "DAMSMencoders/bird.zip of https://github.com/taoxugit/AttnGAN); the DS-SJE encoders "
-        "of t2igan's char-CNN-RNN (issue 14) will be the fallback"
+        "AttnGAN's DAMSM text and image encoders (text_encoder*.pth, image_encoder*.pth in "
+        "DAMSMencoders/bird.zip or coco.zip) and the dataset's captions.pickle (its vocabulary), "
+        "all linked from https://github.com/taoxugit/AttnGAN; the DS-SJE encoders of t2igan's "
+        "char-CNN-RNN (issue 14) will be the fallback"
     ),
 }
 
