@@ -273,6 +273,9 @@ def evaluate(argv: list[str]) -> dict:
     if bad:
         p.error(f"unknown option {bad[0]} (data options are --data.KEY VALUE)")
     ckpt = Path(a.ckpt)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"--ckpt {ckpt} does not exist: pass a checkpoint that `t2igan "
+                                "fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt")  # fmt: skip
     if a.num_samples is not None and a.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {a.num_samples}")
     dm = data_module(ckpt, a.config, overrides)

@@ -281,6 +281,8 @@ def test_evaluate_errors_are_one_line(tiny_run, quick_classifier, capsys, tmp_pa
     assert "caption_acc" in json.loads(out.read_text())["scores"]
     for argv, first in [
         (["--num-samples", "0"], "t2igan evaluate: --num-samples must be at least 1, got 0"),
+        (["--ckpt", "nope.ckpt"], "t2igan evaluate: --ckpt nope.ckpt does not exist: pass a"),
+        (["--metrics", "fd"], "t2igan evaluate: argument --metrics: invalid choice: 'fd'"),
         (["--data.nope", "3"], "t2igan evaluate: bad data option"),
         (
             ["--data.batch_size", "x"],
