@@ -43,6 +43,7 @@ from t2igan.data.download import download_main
 from t2igan.data.embed import embed_main
 from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
+from t2igan.evaluate import evaluate_main
 from t2igan.models.base import TextToImageGAN, read_checkpoint
 from t2igan.run import follow_run_dir
 
@@ -348,6 +349,7 @@ SUBCOMMANDS = {
     "prepare": prepare_main,
     "download": download_main,
     "embed": embed_main,
+    "evaluate": evaluate_main,
 }
 
 

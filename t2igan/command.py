@@ -23,6 +23,7 @@ COMMANDS = {
     "validate": "score a model on the validation split (--ckpt_path)",
     "test": "score a model on the test split (--ckpt_path; without it, untrained weights)",
     "predict": "draw images for the test split's captions (--ckpt_path)",
+    "evaluate": "IS, FID, KID, R-precision, CLIP score of a checkpoint (docs/evaluation.md)",
     "generate": "draw images for your own captions from a checkpoint",
     "prepare": "check a dataset's raw files and write the HDF5 cache training reads",
     "download": "fetch a dataset's official archives (md5-checked, resumable)",

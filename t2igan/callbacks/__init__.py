@@ -2,6 +2,7 @@
 
 from t2igan.callbacks.caption_consistency import CaptionConsistency
 from t2igan.callbacks.checkpoint import RunCheckpoint
+from t2igan.callbacks.image_metrics import ImageMetrics
 from t2igan.callbacks.interpolation import (
     CaptionInterpolation,
     NoiseInterpolation,
@@ -9,15 +10,18 @@ from t2igan.callbacks.interpolation import (
 )
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.callbacks.samples import SampleGrid
+from t2igan.callbacks.speed_ups import SpeedUps
 from t2igan.callbacks.stages import StageSamples
 
 __all__ = [
     "CaptionConsistency",
     "CaptionInterpolation",
+    "ImageMetrics",
     "NoiseInterpolation",
     "RunCheckpoint",
     "SampleGrid",
     "SaveRunConfig",
+    "SpeedUps",
     "StageSamples",
     "StyleTransferGrid",
 ]

@@ -1,0 +1,343 @@
+"""``t2igan evaluate``: the papers' scores of a checkpoint under the pinned protocol.
+
+t2igan evaluate --ckpt RUN/checkpoints/last.ckpt --metrics is fid kid clip_score \\
+    --inception-weights weights-inception-2015-12-05-6726825d.pth --clip-model clip-vit-b16/
+t2igan evaluate --ckpt RUN/checkpoints/last.ckpt --metrics fid kid caption_acc   # synthetic
+
+The data is the run's (``RUN/config.yaml``, its ``data`` section) unless ``--data.KEY VALUE``
+overrides it; the scores, their spread, the protocol and the SHA-256 of every weight file are
+printed and written to ``<checkpoint>.eval.json``. A metric whose weights are missing is skipped
+with an error naming the file and where it is published (the command then exits with status 1,
+after writing the scores it could compute). See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from t2igan.command import CommandParser, warn
+from t2igan.metrics.evaluation import (
+    PROTOCOLS,
+    EncoderPair,
+    MissingWeightsError,
+    load_clip,
+    load_inception,
+    protocol_record,
+    r_precision,
+    require,
+    sha256,
+    to_uint8,
+)
+
+METRICS = ("is", "fid", "kid", "r_precision", "clip_score", "caption_acc")
+
+
+def caption_order(num_images: int, captions_per_image: int, num_samples: int):
+    """(image, caption) of each sample: every image with its first caption, then every image
+    with its second, ..., round again if more samples than captions."""
+    for k in range(num_samples):
+        yield k % num_images, (k // num_images) % captions_per_image
+
+
+class Scorer:
+    """The metrics asked for, fed generated and real images batch by batch.
+
+    Args:
+        metrics: names from :data:`METRICS`.
+        protocol: the :class:`~t2igan.metrics.evaluation.EvalProtocol`.
+        inception_weights: Inception-v3 file for is, fid and kid (real datasets).
+        clip_model: CLIP folder for clip_score.
+        encoders: the encoder pair of r_precision.
+        bird_classifier: on synthetic birds, FID and KID use this classifier's features
+            instead of Inception's, and caption_acc is read by it as well as by the parser.
+    """
+
+    def __init__(self, metrics, protocol, inception_weights=None, clip_model=None,
+                 encoders: EncoderPair | None = None, bird_classifier=None) -> None:  # fmt: skip
+        from torchmetrics.image import (
+            FrechetInceptionDistance,
+            InceptionScore,
+            KernelInceptionDistance,
+        )
+
+        self.protocol = protocol
+        self.metrics: dict = {}
+        self.skipped: dict[str, str] = {}
+        self.weights: dict[str, str] = {}
+        self.encoders = encoders
+        self.classifier = bird_classifier
+        self.r_feats: tuple[list, list] = ([], [])
+        self.readings: dict[str, list] = {"parser": [], "classifier": [], "true": [], "named": []}
+        wanted = set(metrics)
+        features = logits = None
+        if self.classifier is not None and wanted & {"fid", "kid"}:
+            from t2igan.metrics.bird_classifier import ClassifierFeatures
+
+            features = ClassifierFeatures(self.classifier)
+        if (wanted & {"is"}) or (features is None and wanted & {"fid", "kid"}):
+            try:
+                pool, logits = load_inception(inception_weights)
+                self.weights["inception"] = sha256(inception_weights)
+                features = features or pool
+            except MissingWeightsError as err:
+                for m in sorted(wanted & {"is", "fid", "kid"} if features is None else {"is"}):
+                    self.skipped[m] = str(err)
+        if "is" in wanted and logits is not None:
+            self.metrics["is"] = InceptionScore(feature=logits, splits=protocol.is_splits)
+        if features is not None:
+            if "fid" in wanted:
+                self.metrics["fid"] = FrechetInceptionDistance(feature=features)
+            if "kid" in wanted:
+                self.metrics["kid"] = KernelInceptionDistance(feature=features)
+        if "clip_score" in wanted:
+            from torchmetrics.multimodal import CLIPScore
+
+            try:
+                self.metrics["clip_score"] = CLIPScore(model_name_or_path=load_clip(clip_model))
+                self.weights["clip"] = sha256(clip_model)
+            except MissingWeightsError as err:
+                self.skipped["clip_score"] = str(err)
+        if "r_precision" in wanted and encoders is None:
+            try:
+                require(None, "--damsm-text-encoder / --damsm-image-encoder", "damsm")
+            except MissingWeightsError as err:
+                self.skipped["r_precision"] = str(err)
+        if "caption_acc" in wanted and self.classifier is None:
+            self.skipped["caption_acc"] = "caption_acc reads synthetic birds only"
+
+    def real(self, images: torch.Tensor) -> None:
+        """Real images in [-1, 1] (the real-image set of FID and KID)."""
+        for name in ("fid", "kid"):
+            if name in self.metrics:
+                self.metrics[name].update(to_uint8(images), real=True)
+
+    def fake(self, images: torch.Tensor, captions: list[str], batch: dict | None = None) -> None:
+        """Generated images in [-1, 1] with their captions (and, on synthetic birds, the
+        batch's ``attributes`` and ``attributes_named``)."""
+        u8 = to_uint8(images)
+        for name in ("fid", "kid"):
+            if name in self.metrics:
+                self.metrics[name].update(u8, real=False)
+        if "is" in self.metrics:
+            self.metrics["is"].update(u8)
+        if "clip_score" in self.metrics:
+            self.metrics["clip_score"].update(u8, captions)
+        if self.encoders is not None:
+            self.r_feats[0].append(self.encoders.encode_images(images).cpu())
+            self.r_feats[1].append(self.encoders.encode_texts(captions).cpu())
+        if self.classifier is not None and batch is not None and "attributes" in batch:
+            from t2igan.metrics.caption_consistency import read_birds
+
+            self.readings["parser"].append(read_birds(images))
+            self.readings["classifier"].append(self.classifier.read(images.cpu()))
+            self.readings["true"].append(batch["attributes"].cpu())
+            self.readings["named"].append(batch["attributes_named"].cpu())
+
+    def compute(self) -> dict:
+        """``{metric: {"mean": ..., "std": ...}}`` (std None where the metric has no spread)."""
+        out: dict = {}
+        for name, metric in self.metrics.items():
+            if name == "kid":  # subsets no larger than either set
+                sizes = [
+                    sum(len(f) for f in metric.real_features),
+                    sum(len(f) for f in metric.fake_features),
+                ]
+                metric.subset_size = min(self.protocol.kid_subset, *sizes)
+            value = metric.compute()
+            if isinstance(value, tuple):
+                out[name] = {"mean": float(value[0]), "std": float(value[1])}
+            else:
+                out[name] = {"mean": float(value), "std": None}
+        if self.encoders is not None and self.r_feats[0]:
+            p = self.protocol
+            mean, std = r_precision(torch.cat(self.r_feats[0]), torch.cat(self.r_feats[1]),
+                                    p.r_precision_runs, p.r_precision_candidates, p.seed)  # fmt: skip
+            out["r_precision"] = {"mean": mean, "std": std, "encoders": self.encoders.name,
+                                  "comparable_with_papers": self.encoders.comparable}  # fmt: skip
+        if self.readings["true"]:
+            out.update(self._caption_acc())
+        return out
+
+    def _caption_acc(self) -> dict:
+        from t2igan.metrics.bird_classifier import agreement
+        from t2igan.metrics.caption_consistency import CaptionAccuracy
+
+        true = torch.cat(self.readings["true"])
+        named = torch.cat(self.readings["named"])
+        out = {}
+        for reader in ("parser", "classifier"):
+            metric = CaptionAccuracy()
+            metric.update(torch.cat(self.readings[reader]), true, named)
+            scores = {k: float(v) for k, v in metric.compute().items()}
+            key = "caption_acc" if reader == "parser" else "caption_acc_classifier"
+            out[key] = {"mean": scores.pop("caption_acc"), "std": None, **scores}
+        out["reader_agreement"] = agreement(torch.cat(self.readings["parser"]),
+                                            torch.cat(self.readings["classifier"]))  # fmt: skip
+        return out
+
+
+@torch.no_grad()
+def score_model(model, dataset, scorer: Scorer, num_samples: int, batch_size: int = 64,
+                seed: int = 0) -> dict:  # fmt: skip
+    """Sample ``num_samples`` images of ``model`` for ``dataset``'s captions (each in turn,
+    :func:`caption_order`), feed them and the dataset's real images to ``scorer``."""
+    for start in range(0, len(dataset), batch_size):
+        idx = range(start, min(start + batch_size, len(dataset)))
+        scorer.real(torch.stack([dataset.centre_image(i) for i in idx]))
+    order = list(caption_order(len(dataset), len(dataset.emb[0]), num_samples))
+    g = torch.Generator().manual_seed(seed)
+    attrs = dataset.split.attributes
+    for start in range(0, num_samples, batch_size):
+        pairs = order[start : start + batch_size]
+        emb = torch.stack([dataset.emb[i][j] for i, j in pairs])
+        captions = [dataset.split.captions[i][j] for i, j in pairs]
+        images = model.sample(emb, model.sample_noise(len(pairs), generator=g)).cpu()
+        batch = None
+        if attrs is not None:
+            batch = {"attributes": torch.as_tensor(attrs[[i for i, _ in pairs]]),
+                     "attributes_named": torch.as_tensor(np.stack(
+                         [dataset.split.caption_attributes[i][j] for i, j in pairs]))}  # fmt: skip
+        scorer.fake(images, captions, batch)
+    return scorer.compute()
+
+
+def real_floor(dataset_train, dataset_test, classifier, num: int, batch_size: int = 64) -> dict:
+    """FID and KID of real held-out images against real training images in the classifier's
+    space: the best a generator can score."""
+    from t2igan.metrics.evaluation import EvalProtocol
+
+    scorer = Scorer(["fid", "kid"], EvalProtocol(num_samples=num), bird_classifier=classifier)
+    for ds, add in ((dataset_train, scorer.real), (dataset_test, scorer.fake)):
+        n = min(num, len(ds))
+        for start in range(0, n, batch_size):
+            idx = range(start, min(start + batch_size, n))
+            images = torch.stack([ds.centre_image(i) for i in idx])
+            add(images) if add == scorer.real else add(images, [""] * len(idx))
+    return scorer.compute()
+
+
+def data_module(ckpt: Path, config: str | None, overrides: list[str]):
+    """The data module of the run that wrote ``ckpt`` (``RUN/config.yaml``, or ``config``),
+    with ``--data.KEY VALUE`` overrides, parsed as LightningCLI parses it."""
+    from jsonargparse import ArgumentParser
+
+    from t2igan.data import T2IDataModule
+
+    path = Path(config) if config else ckpt.parent.parent / "config.yaml"
+    parser = ArgumentParser(prog="t2igan evaluate", exit_on_error=False)
+    parser.add_class_arguments(T2IDataModule, "data")
+    if path.is_file():
+        run = yaml.safe_load(path.read_text()) or {}
+        parser.set_defaults({f"data.{k}": v for k, v in (run.get("data") or {}).items()})
+    elif config:
+        raise FileNotFoundError(f"--config {config} does not exist")
+    else:
+        warn("evaluate", f"{path} not found (the run's config): using the data defaults and "
+             "--data.* options")  # fmt: skip
+    try:
+        cfg = parser.parse_args(overrides)
+    except Exception as err:  # jsonargparse's ArgumentError: one line for the handler
+        raise ValueError(f"bad data option: {' '.join(str(err).split())}") from None
+    return parser.instantiate_classes(cfg).data
+
+
+def evaluate(argv: list[str]) -> dict:
+    """Run ``t2igan evaluate`` (see the module docstring); returns what it wrote."""
+    from t2igan.cli import load_model, torch_device
+
+    p = CommandParser(prog="t2igan evaluate", description=__doc__.split("\n")[0])
+    p.add_argument("--ckpt", required=True, help="checkpoint of a t2igan run")
+    p.add_argument("--metrics", nargs="+", default=["fid", "kid", "caption_acc"],
+                   choices=METRICS, help="scores to compute")  # fmt: skip
+    p.add_argument("--split", default=None, help="split whose captions are used (protocol: test)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="generated images (default: the protocol's; another number is recorded "
+                   "as a departure from it)")  # fmt: skip
+    p.add_argument("--inception-weights", default=None, help="Inception-v3 .pth for is/fid/kid")
+    p.add_argument("--clip-model", default=None, help="CLIP model folder for clip_score")
+    p.add_argument("--damsm-text-encoder", default=None, help="AttnGAN's text_encoder*.pth")
+    p.add_argument("--damsm-image-encoder", default=None, help="AttnGAN's image_encoder*.pth")
+    p.add_argument("--damsm-captions", default=None,
+                   help="AttnGAN's captions.pickle (the DAMSM vocabulary)")  # fmt: skip
+    p.add_argument("--config", default=None, help="run config (default: RUN/config.yaml)")
+    p.add_argument("--out", default=None, help="results JSON (default: <ckpt>.eval.json)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per sampling batch")
+    p.add_argument("--device", default="cpu", help="torch device")
+    a, overrides = p.parse_known_args(argv)
+    bad = [o for o in overrides if o.startswith("--") and not o.startswith("--data.")]
+    if bad:
+        p.error(f"unknown option {bad[0]} (data options are --data.KEY VALUE)")
+    ckpt = Path(a.ckpt)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"--ckpt {ckpt} does not exist: pass a checkpoint that `t2igan "
+                                "fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt")  # fmt: skip
+    if a.num_samples is not None and a.num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {a.num_samples}")
+    dm = data_module(ckpt, a.config, overrides)
+    model = load_model(ckpt, torch_device(a.device))
+    base = PROTOCOLS[dm.dataset]
+    overridden = {k: v for k, v in (("num_samples", a.num_samples), ("split", a.split))
+                  if v is not None and v != getattr(base, k)}  # fmt: skip
+    from dataclasses import replace
+
+    protocol = replace(base, **overridden)
+    classifier = clf_path = None
+    if dm.dataset == "synthetic":
+        from t2igan.metrics.bird_classifier import load_or_train
+
+        classifier, clf_path = load_or_train(dm.root, dm.reader.seed)
+    encoders, missing = None, None
+    if "r_precision" in a.metrics:
+        from t2igan.metrics.damsm import DAMSMPair
+
+        try:
+            encoders = DAMSMPair(a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions,
+                                 torch_device(a.device))  # fmt: skip
+        except MissingWeightsError as err:
+            missing = str(err)
+    scorer = Scorer(a.metrics, protocol, a.inception_weights, a.clip_model, encoders,
+                    bird_classifier=classifier)  # fmt: skip
+    if missing:
+        scorer.skipped["r_precision"] = missing
+    if encoders is not None:
+        scorer.weights.update({k: sha256(v) for k, v in encoders.files.items()})
+    if clf_path is not None:
+        scorer.weights["bird_classifier"] = sha256(clf_path)
+    dataset = dm.dataset_of(protocol.split)
+    scores = score_model(model, dataset, scorer, protocol.num_samples, a.batch_size, protocol.seed)
+    result = {"checkpoint": str(ckpt), "scores": scores,
+              "protocol": protocol_record(protocol, dm.dataset, overridden),
+              "weights_sha256": scorer.weights, "skipped": scorer.skipped}  # fmt: skip
+    if classifier is not None and {"fid", "kid"} & set(a.metrics):
+        result["real_floor"] = real_floor(dm.dataset_of("train"), dataset, classifier,
+                                          protocol.num_samples, a.batch_size)  # fmt: skip
+    out = Path(a.out) if a.out else ckpt.with_suffix(".eval.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    for name, s in scores.items():
+        spread = "" if s.get("std") is None else f" +- {s['std']:.4f}"
+        if "mean" in s:
+            print(f"{name}: {s['mean']:.4f}{spread}")
+        else:
+            print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()))
+    for name, s in result.get("real_floor", {}).items():
+        print(f"{name} floor (real test vs real train): {s['mean']:.4f}")
+    print(f"wrote {out}")
+    for name, why in list(scorer.skipped.items())[1:]:
+        warn("evaluate", f"{name} skipped: {why}")
+    if scorer.skipped:
+        name, why = next(iter(scorer.skipped.items()))
+        raise MissingWeightsError(f"{name} skipped: {why}")
+    return result
+
+
+def evaluate_main(argv: list[str]) -> None:
+    evaluate(argv)
+
+
+__all__ = ["Scorer", "evaluate", "evaluate_main"]
