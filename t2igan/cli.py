@@ -261,6 +261,9 @@ def generate(
     if spec is None:
         raise ValueError(f"{ckpt} does not record its text encoder; cannot embed new captions")
     encoder = encoder_from_spec(spec)
+    if encoder.dim != model.text_dim:
+        raise ValueError(f"{ckpt} takes {model.text_dim}-d text embeddings but its text encoder "
+                         f"({spec['class_path']}) gives {encoder.dim}-d ones")  # fmt: skip
     captions = fit_to_encoder(encoder, captions)
     text = torch.from_numpy(encoder.encode(captions))
     top, labels = None, list(captions)

@@ -90,14 +90,18 @@ class CharCNN(nn.Module):
     Args:
         cnn_dim: channels of the last convolution (the RNN's width).
         last_pool: the char-CNN-RNN's MaxPool(3, 2) after the third convolution.
+        widths: channels of the first two convolutions (the paper's: 384, 512).
     """
 
-    def __init__(self, cnn_dim: int = 256, last_pool: bool = True) -> None:
+    def __init__(
+        self, cnn_dim: int = 256, last_pool: bool = True, widths: tuple[int, int] = (384, 512)
+    ) -> None:
         super().__init__()
+        c1, c2 = widths
         layers = [
-            nn.Conv1d(len(ALPHABET), 384, 4), nn.ReLU(), nn.MaxPool1d(3, 3),  # (B,384,66)
-            nn.Conv1d(384, 512, 4), nn.ReLU(), nn.MaxPool1d(3, 3),  # (B,512,21)
-            nn.Conv1d(512, cnn_dim, 4), nn.ReLU(),  # (B,cnn_dim,18)
+            nn.Conv1d(len(ALPHABET), c1, 4), nn.ReLU(), nn.MaxPool1d(3, 3),  # (B,384,66)
+            nn.Conv1d(c1, c2, 4), nn.ReLU(), nn.MaxPool1d(3, 3),  # (B,512,21)
+            nn.Conv1d(c2, cnn_dim, 4), nn.ReLU(),  # (B,cnn_dim,18)
         ]  # fmt: skip
         if last_pool:
             layers.append(nn.MaxPool1d(3, 2))  # (B,cnn_dim,8)
@@ -186,13 +190,20 @@ class CharCNNRNN(nn.Module):
         cnn_dim: width of the last convolution and of the RNN (256 in the paper).
         emb_dim: size of the embedding (1024: the GoogLeNet feature size).
         rnn: ``rnn`` (FixedRNN, 8 steps) or ``gru`` (FixedGRU, 18 steps, no last max-pool).
+        widths: channels of the first two convolutions (the paper's: 384, 512).
     """
 
-    def __init__(self, cnn_dim: int = 256, emb_dim: int = 1024, rnn: str = "rnn") -> None:
+    def __init__(
+        self,
+        cnn_dim: int = 256,
+        emb_dim: int = 1024,
+        rnn: str = "rnn",
+        widths: tuple[int, int] = (384, 512),
+    ) -> None:
         super().__init__()
         if rnn not in ("rnn", "gru"):
             raise ValueError(f"rnn must be 'rnn' or 'gru', got {rnn!r}")
-        self.cnn = CharCNN(cnn_dim, last_pool=rnn == "rnn")
+        self.cnn = CharCNN(cnn_dim, last_pool=rnn == "rnn", widths=widths)
         self.rnn = FixedRNN(cnn_dim) if rnn == "rnn" else FixedGRU(cnn_dim)
         self.proj = nn.Linear(cnn_dim, emb_dim)
 
@@ -208,17 +219,23 @@ class CharCNNGRU(CharCNNRNN):
     Args:
         cnn_dim: width of the last convolution and of the GRU (512 in the released encoders).
         emb_dim: size of the embedding.
+        widths: channels of the first two convolutions (the paper's: 384, 512).
     """
 
-    def __init__(self, cnn_dim: int = 512, emb_dim: int = 1024) -> None:
-        super().__init__(cnn_dim, emb_dim, rnn="gru")
+    def __init__(
+        self, cnn_dim: int = 512, emb_dim: int = 1024, widths: tuple[int, int] = (384, 512)
+    ) -> None:
+        super().__init__(cnn_dim, emb_dim, rnn="gru", widths=widths)
 
 
-def build_text_encoder(architecture: str, cnn_dim: int | None, emb_dim: int) -> CharCNNRNN:
+def build_text_encoder(
+    architecture: str, cnn_dim: int | None, emb_dim: int, widths=(384, 512)
+) -> CharCNNRNN:
+    widths = tuple(widths)
     if architecture == "cnn_rnn":
-        return CharCNNRNN(cnn_dim or 256, emb_dim)
+        return CharCNNRNN(cnn_dim or 256, emb_dim, widths=widths)
     if architecture == "cnn_gru":
-        return CharCNNGRU(cnn_dim or 512, emb_dim)
+        return CharCNNGRU(cnn_dim or 512, emb_dim, widths=widths)
     raise ValueError(f"unknown architecture {architecture!r}; choose one of {ARCHITECTURES}")
 
 
@@ -334,6 +351,8 @@ class CharCNNRNNSJE(TextToImageGAN):
         architecture: ``cnn_rnn`` (CVPR default) or ``cnn_gru`` (ICML / GAWWN).
         cnn_dim: RNN width (None: 256 for cnn_rnn, 512 for cnn_gru).
         emb_dim: joint embedding size (1024).
+        conv_widths: channels of the first two convolutions (the paper's: 384, 512; smaller
+            only for quick tests).
         symmetric: DS-SJE (True) or DA-SJE (the image-anchored term only).
         lowercase: lower-case captions before encoding (not in the ICML code; see encode_text).
         lr: RMSprop learning rate (scripts/train_*_hybrid.sh: 7e-4).
@@ -355,6 +374,7 @@ class CharCNNRNNSJE(TextToImageGAN):
         architecture: str = "cnn_rnn",
         cnn_dim: int | None = None,
         emb_dim: int = 1024,
+        conv_widths: tuple[int, int] = (384, 512),
         symmetric: bool = True,
         lowercase: bool = True,
         lr: float = 7e-4,
@@ -377,7 +397,7 @@ class CharCNNRNNSJE(TextToImageGAN):
         self.lr_decay_factor = lr_decay
         self.decay_every = decay_every
         self.eval_split = eval_split
-        self.text_net = build_text_encoder(architecture, cnn_dim, emb_dim)
+        self.text_net = build_text_encoder(architecture, cnn_dim, emb_dim, conv_widths)
         self.image_net = ImageEncoder(emb_dim, image_width, image_backbone, image_backbone_weights)
         for m in (*self.text_net.modules(), *self.image_net.modules()):
             if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d):
@@ -501,7 +521,7 @@ def load_text_net(path: str | Path) -> tuple[CharCNNRNN, dict]:
                          f"(CharCNNRNNSJE): {how}")  # fmt: skip
     hp = ckpt["hyper_parameters"]
     net = build_text_encoder(hp.get("architecture", "cnn_rnn"), hp.get("cnn_dim"),
-                             hp.get("emb_dim", 1024))  # fmt: skip
+                             hp.get("emb_dim", 1024), hp.get("conv_widths", (384, 512)))  # fmt: skip
     prefix = "text_net."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     net.load_state_dict(state)
