@@ -84,9 +84,10 @@ def main() -> None:
                         "bigrams) or the path of a char-CNN-RNN encoder checkpoint "
                         "(benchmarks/char_cnn_rnn.py writes one)")  # fmt: skip
     p.add_argument("--out", default="runs/bench_learning")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     a = p.parse_args()
 
-    torch.set_num_threads(torch.get_num_threads())
+    torch.set_num_threads(a.threads)
     L.seed_everything(0)
     encoder = None
     if a.encoder == "hashing":

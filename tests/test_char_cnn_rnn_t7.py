@@ -83,3 +83,37 @@ def test_t7_bad_files(tmp_path):
     (tmp_path / "text.t7").write_text("not torch")
     with pytest.raises(ValueError, match="text.t7 is not a Torch7 file"):
         convert_t7(tmp_path / "text.t7", tmp_path / "x.ckpt")
+
+
+def test_generate_with_the_converted_encoder(tmp_path, data_root):
+    """A GAN trained on precomputed (paper) embeddings draws new captions once the matching
+    encoder is converted and passed to generate."""
+    import lightning as L
+
+    from t2igan.cli import generate
+    from t2igan.data import HashingEncoder
+    from t2igan.data.paper_files import PrecomputedEncoder
+    from t2igan.models import GANINTCLS
+
+    from .conftest import tiny_datamodule
+
+    torch.manual_seed(0)
+    save_t7(tmp_path / "enc.t7", _torch_encoder(CharCNNRNN(32, 48).eval(), gru=False))
+    enc = convert_t7(tmp_path / "enc.t7", tmp_path / "enc.ckpt")
+    dm = tiny_datamodule(data_root, text_encoder=HashingEncoder(dim=48))  # stands for the pickles
+    gan = GANINTCLS(text_dim=48, image_size=32, ngf=4, ndf=4,
+                    text_encoder=PrecomputedEncoder("birds/train", 48).spec())  # fmt: skip
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(gan, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    with pytest.raises(RuntimeError, match="--text-encoder"):
+        generate(str(tmp_path / "gan.ckpt"), ["a red bird"], num=1, out=str(tmp_path / "o"))
+    paths = generate(str(tmp_path / "gan.ckpt"), ["a red bird"], num=1, out=str(tmp_path / "o"),
+                     text_encoder=str(enc))  # fmt: skip
+    assert paths[0].is_file()
+    save_t7(tmp_path / "wide.t7", _torch_encoder(CharCNNRNN(32, 64).eval(), gru=False))
+    wide = convert_t7(tmp_path / "wide.t7", tmp_path / "wide.ckpt")
+    with pytest.raises(ValueError, match="takes 48-d text embeddings .* gives 64-d"):
+        generate(str(tmp_path / "gan.ckpt"), ["a red bird"], num=1, out=str(tmp_path / "o"),
+                 text_encoder=str(wide))  # fmt: skip
