@@ -79,18 +79,25 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--width", type=int, default=32, help="ngf = ndf")
     p.add_argument("--num-images", type=int, default=3000)
-    p.add_argument("--encoder", default="minilm", choices=["minilm", "hashing"],
-                   help="caption encoder: all-MiniLM-L6-v2 (default) or word-bigram hashing")  # fmt: skip
+    p.add_argument("--encoder", default="minilm",
+                   help="caption encoder: minilm (all-MiniLM-L6-v2, default), hashing (word "
+                        "bigrams) or the path of a char-CNN-RNN encoder checkpoint "
+                        "(benchmarks/char_cnn_rnn.py writes one)")  # fmt: skip
     p.add_argument("--out", default="runs/bench_learning")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
     a = p.parse_args()
 
-    torch.set_num_threads(torch.get_num_threads())
+    torch.set_num_threads(a.threads)
     L.seed_everything(0)
     encoder = None
     if a.encoder == "hashing":
         from t2igan.data import HashingEncoder
 
         encoder = HashingEncoder()
+    elif a.encoder != "minilm":
+        from t2igan.models import CharCNNEncoder
+
+        encoder = CharCNNEncoder(a.encoder)
     dm = T2IDataModule(image_size=a.image_size, num_images=a.num_images, num_eval_images=256,
                        batch_size=64, text_encoder=encoder)  # fmt: skip
     dm.prepare_data()

@@ -224,7 +224,7 @@ def fit_to_encoder(encoder, captions: list[str]) -> list[str]:
 def generate(
     ckpt: str, captions: list[str], num: int = 8, seed: int = 0, out: str = "out",
     device: str = "cpu", style_images: list[str] | None = None, style_steps: int = 0,
-    style_rescale: bool | None = None,
+    style_rescale: bool | None = None, text_encoder: str | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
     caption); returns the paths written, the grid first. Captions are embedded with the encoder
@@ -247,6 +247,9 @@ def generate(
             along each row instead, ``G((1 - a) S(x1) + a S(x2), phi(t))``.
         style_rescale: give each style vector the noise's mean length (not in the paper; see
             ``StyleEncoderGAN``); None: as the checkpoint's ``style_rescale``.
+        text_encoder: a char-CNN-RNN encoder checkpoint to embed the captions with instead of
+            the recorded encoder: for a model trained on the papers' precomputed embeddings, the
+            matching authors' encoder converted by ``python -m t2igan.models.char_cnn_rnn_t7``.
     """
     from t2igan.callbacks.figures import labelled_grid
     from t2igan.callbacks.interpolation import lerp
@@ -259,9 +262,16 @@ def generate(
     pictures = [open_image(p) for p in style_images or []]  # bad files fail before the model loads
     model = load_model(ckpt, torch_device(device))
     spec = model.hparams.get("text_encoder")
+    if text_encoder is not None:
+        from t2igan.models.char_cnn_rnn import CharCNNEncoder
+
+        spec = CharCNNEncoder(text_encoder).spec()
     if spec is None:
         raise ValueError(f"{ckpt} does not record its text encoder; cannot embed new captions")
     encoder = encoder_from_spec(spec)
+    if encoder.dim != model.text_dim:
+        raise ValueError(f"{ckpt} takes {model.text_dim}-d text embeddings but its text encoder "
+                         f"({spec['class_path']}) gives {encoder.dim}-d ones")  # fmt: skip
     captions = fit_to_encoder(encoder, captions)
     text = torch.from_numpy(encoder.encode(captions))
     top, labels = None, list(captions)
@@ -328,6 +338,10 @@ def generate_main(argv: list[str]) -> None:
     parser.add_argument("--out", default="out", help="output folder (earlier generated images "
                         "in it are replaced)")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device")
+    parser.add_argument("--text-encoder", default=None,
+                        help="char-CNN-RNN encoder checkpoint to embed the captions with instead "
+                             "of the recorded one (e.g. the authors' converted encoder for a "
+                             "model trained on their precomputed embeddings)")  # fmt: skip
     parser.add_argument("--style-image", action="append", default=None,
                         help="style transfer (style-encoder checkpoint): draw each caption in "
                         "this image's style; repeat for several (one column each)")  # fmt: skip
@@ -339,7 +353,7 @@ def generate_main(argv: list[str]) -> None:
                         "the paper; default: the checkpoint's style_rescale)")  # fmt: skip
     a = parser.parse_args(argv)
     paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device, a.style_image,
-                     a.style_steps, a.style_rescale)  # fmt: skip
+                     a.style_steps, a.style_rescale, a.text_encoder)  # fmt: skip
     print(f"wrote {len(paths)} images to {Path(a.out)}/ (grid: {paths[0]})")
 
 

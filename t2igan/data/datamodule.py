@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 DATASETS = ("synthetic", "cub", "flowers", "mhp", "port-hdf5")
 WRONG_MODES = ("class", "shift")
-SAMPLERS = ("shuffle", "class_uniform")
+SAMPLERS = ("shuffle", "class_uniform", "distinct_classes")
 
 
 def shift_collate(items: list[dict]) -> dict:
@@ -69,7 +69,10 @@ class T2IDataModule(L.LightningDataModule):
         use_cache: read the ``t2igan prepare`` cache when it is present and up to date.
         sampler: training order: ``shuffle`` (every image once an epoch, in random order) or
             ``class_uniform`` (a class uniformly, then one of its images, with replacement: the
-            icml2016 Lua loader's draw; see :class:`~t2igan.data.sampler.EpochSampler`).
+            icml2016 Lua loader's draw; see :class:`~t2igan.data.sampler.EpochSampler`) or
+            ``distinct_classes`` (minibatches of ``batch_size`` distinct classes, one image each:
+            the SJE text-encoder trainer's; a batch size above the number of training classes is
+            lowered to it, with a warning).
         image_size: side of the images the model sees.
         load_size: images are resized to this side, then cropped to ``image_size`` (Reed et al.:
             76 for 64). None: no crop.
@@ -271,7 +274,7 @@ class T2IDataModule(L.LightningDataModule):
         ds = self.datasets[name]
         return DataLoader(
             ds,
-            batch_size=self.batch_size,
+            batch_size=self.train_batch_size(ds) if train else self.batch_size,
             sampler=self._train_sampler(ds) if train else None,
             drop_last=train,  # GAN-INT pairs the two halves of a batch; BN needs B > 1
             num_workers=self.num_workers,
@@ -284,12 +287,24 @@ class T2IDataModule(L.LightningDataModule):
 
     def _train_sampler(self, ds: TextImageDataset) -> EpochSampler:
         if self.train_sampler is None or self.train_sampler.num_items != len(ds):
-            labels = ds.labels.numpy() if self.sampler == "class_uniform" else None
-            self.train_sampler = EpochSampler(len(ds), labels)
+            labels = ds.labels.numpy() if self.sampler != "shuffle" else None
+            distinct = self.train_batch_size(ds) if self.sampler == "distinct_classes" else None
+            self.train_sampler = EpochSampler(len(ds), labels, distinct)
         if self._resume is not None:
             self.train_sampler.resume(*self._resume)
             self._resume = None
         return self.train_sampler
+
+    def train_batch_size(self, ds: TextImageDataset) -> int:
+        """``batch_size``, or with ``distinct_classes`` at most the number of classes (the SJE
+        trainer: 40 classes a batch, fewer when the dataset has fewer)."""
+        if self.sampler != "distinct_classes":
+            return self.batch_size
+        classes = len(torch.unique(ds.labels))
+        if self.batch_size > classes:
+            log.warning("--data.batch_size %d > %d training classes: minibatches of %d distinct "
+                        "classes", self.batch_size, classes, classes)  # fmt: skip
+        return min(self.batch_size, classes)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -304,7 +319,8 @@ class T2IDataModule(L.LightningDataModule):
         done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
         if done >= trainer.num_training_batches:  # the epoch is over: the next one is new
             return {"train_epoch": None}
-        return {"train_epoch": {"seed": sampler.epoch_seed, "items": done * self.batch_size}}
+        items = done * self.train_batch_size(self.datasets["train"])
+        return {"train_epoch": {"seed": sampler.epoch_seed, "items": items}}
 
     def load_state_dict(self, state: dict) -> None:
         epoch = state.get("train_epoch")

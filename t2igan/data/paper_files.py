@@ -334,6 +334,8 @@ class PrecomputedEncoder(TextEncoder):
     def encode(self, captions: list[str]) -> np.ndarray:
         raise RuntimeError(
             f"this run used the papers' precomputed caption embeddings ({self.source}); their "
-            "char-CNN-RNN encoder is not available, so new captions cannot be embedded. Train "
-            "with a t2igan text encoder (--data.text_encoder) to generate from any caption."
+            "char-CNN-RNN encoder is not recorded, so new captions cannot be embedded. Convert "
+            "the authors' matching encoder (python -m t2igan.models.char_cnn_rnn_t7 FILE.t7 "
+            "OUT.ckpt) and pass it with --text-encoder OUT.ckpt, or train with a t2igan text "
+            "encoder (--data.text_encoder) to generate from any caption."
         )

@@ -1,0 +1,165 @@
+"""Convert the authors' Torch7 text encoders (``.t7``, read with ``torchfile``) to t2igan encoder
+checkpoints that :class:`~t2igan.models.char_cnn_rnn.CharCNNEncoder` loads:
+
+python -m t2igan.models.char_cnn_rnn_t7 \
+    lm_sje_nc4_cub_hybrid_gru18_a1_c512_0.00070_1_10_trainvalids.txt_iter30000.t7 cub_gru.ckpt
+
+The file is a saved ``protos`` table (its ``enc_doc``, as icml2016's loader reads it) or the
+``nn.gModule`` itself. The module mapping (HybridCNN.lua / HybridCNNLong.lua, FixedRNN.lua,
+FixedGRU.lua):
+
+* the three ``nn.TemporalConvolution`` in order -> ``cnn.net.{0,3,6}``; Torch's weight is
+  (out, k * in) with the k-th frame's inputs contiguous, so ``view(out, k, in).permute(0, 2, 1)``
+  gives Conv1d's (out, in, k);
+* the ``nn.Linear`` modules, one per time step but sharing storage: the one whose output size
+  differs from the RNN width is the projection; among the others, those used at every step are
+  the input-to-hidden ones and those used at every step but one the hidden-to-hidden ones, each
+  group in the order the Lua code creates them (GRU: update, reset, candidate). 8 of the first
+  group and max-pool present: char-CNN-RNN; 3 input-to-hidden Linears: char-CNN-GRU.
+
+Tested on ``.t7`` files t2igan's tests write themselves with this module structure; the
+authors' released files could not be downloaded here (docs/char_cnn_rnn.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchfile
+
+
+def _find_modules(obj, kind: str, seen: set, out: list) -> list:
+    """Every Torch module of class ``kind`` under ``obj`` (depth first, ``modules`` in order)."""
+    if id(obj) in seen:
+        return out
+    seen.add(id(obj))
+    items = []
+    if isinstance(obj, torchfile.TorchObject):
+        name = obj.torch_typename()
+        if (name.decode() if isinstance(name, bytes) else name) == kind:
+            out.append(obj)
+        items = [obj._obj]
+    elif isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, list | tuple):
+        items = list(obj)
+    for item in items:
+        _find_modules(item, kind, seen, out)
+    return out
+
+
+def _get(module, key: str):
+    for k in (key, key.encode()):
+        try:
+            return module[k]
+        except (KeyError, TypeError):
+            pass
+    return getattr(module, key, None)
+
+
+def _root(obj, path: Path):
+    protos = _get(obj, "protos") if isinstance(obj, dict) else None
+    if protos is not None:
+        enc = _get(protos, "enc_doc")
+        if enc is None:
+            raise ValueError(f"{path}: its protos table has no enc_doc (text encoder)")
+        return enc
+    return obj
+
+
+def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Path:
+    """Write the t2igan encoder checkpoint ``out`` for the Torch7 encoder ``path``.
+
+    Args:
+        path: the authors' ``.t7`` text encoder.
+        out: the checkpoint to write (loaded by ``CharCNNEncoder``).
+        lowercase: record that captions are lower-cased before encoding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: pass the authors' .t7 text encoder file")
+    try:
+        obj = torchfile.load(str(path))
+    except Exception as err:  # noqa: BLE001  (torchfile raises bare exceptions on bad files)
+        raise ValueError(f"{path} is not a Torch7 file torchfile can read ({err})") from None
+    root = _root(obj, path)
+    convs = _find_modules(root, "nn.TemporalConvolution", set(), [])
+    linears = _find_modules(root, "nn.Linear", set(), [])
+    pools = _find_modules(root, "nn.TemporalMaxPooling", set(), [])
+    if len(convs) != 3 or not linears:
+        raise ValueError(
+            f"{path} is not a char-CNN-RNN/GRU text encoder: found {len(convs)} "
+            "nn.TemporalConvolution (3 expected) and "
+            f"{len(linears)} nn.Linear (HybridCNN.lua / HybridCNNLong.lua)"
+        )
+    state = {}
+    for k, conv in zip((0, 3, 6), convs):
+        w = torch.from_numpy(np.array(_get(conv, "weight"), dtype=np.float32))
+        o, kin = w.shape
+        i = int(_get(conv, "inputFrameSize"))
+        state[f"cnn.net.{k}.weight"] = w.view(o, kin // i, i).permute(0, 2, 1).contiguous()
+        state[f"cnn.net.{k}.bias"] = torch.from_numpy(np.array(_get(conv, "bias"), np.float32))
+    cnn_dim = state["cnn.net.6.weight"].shape[0]
+    groups: dict[int, list] = {}  # storage -> the Linears sharing it, in order of appearance
+    for lin in linears:
+        w = np.asarray(_get(lin, "weight"))
+        key = next((g for g in groups if np.shares_memory(np.asarray(_get(groups[g][0],
+                    "weight")), w)), len(groups))  # fmt: skip
+        groups.setdefault(key, []).append(lin)
+    proj = [g[0] for g in groups.values() if np.asarray(_get(g[0], "weight")).shape[1] == cnn_dim
+            and np.asarray(_get(g[0], "weight")).shape[0] != cnn_dim]  # fmt: skip
+    steps = max(len(g) for g in groups.values())
+    i2h = [g[0] for g in groups.values() if len(g) == steps and g[0] not in proj]
+    h2h = [g[0] for g in groups.values() if len(g) == steps - 1 and g[0] not in proj]
+    nets = {1: ("cnn_rnn", ["rnn.i2h"], ["rnn.h2h"]),
+            3: ("cnn_gru", ["rnn.cell.i2h_update", "rnn.cell.i2h_reset", "rnn.cell.i2h"],
+                ["rnn.cell.h2h_update", "rnn.cell.h2h_reset", "rnn.cell.h2h"])}  # fmt: skip
+    known = len(proj) == 1 and len(i2h) == len(h2h) and len(i2h) in nets
+    arch = nets[len(i2h)][0] if known else None
+    if arch is not None and (len(pools) == 3) != (arch == "cnn_rnn"):
+        arch = None
+    if arch is None:
+        raise ValueError(
+            f"{path}: an architecture the converter does not know ({len(groups)} distinct "
+            f"nn.Linear, {len(pools)} max-pools, {steps} steps): expected the char-CNN-RNN "
+            "(HybridCNN.lua + FixedRNN.lua) or char-CNN-GRU (HybridCNNLong.lua + FixedGRU.lua)"
+        )
+    _, i_names, h_names = nets[len(i2h)]
+    for name, lin in [*zip(i_names, i2h), *zip(h_names, h2h), ("proj", proj[0])]:
+        state[f"{name}.weight"] = torch.from_numpy(np.array(_get(lin, "weight"), np.float32))
+        state[f"{name}.bias"] = torch.from_numpy(np.array(_get(lin, "bias"), np.float32))
+    emb_dim = state["proj.weight"].shape[0]
+    from t2igan.models.char_cnn_rnn import build_text_encoder
+
+    net = build_text_encoder(arch, cnn_dim, emb_dim)
+    net.load_state_dict(state)  # checks every name and shape
+    ckpt = {
+        "state_dict": {f"text_net.{k}": v for k, v in state.items()},
+        "hyper_parameters": {"architecture": arch, "cnn_dim": cnn_dim, "emb_dim": emb_dim,
+                             "lowercase": lowercase, "converted_from": str(path)},
+        "t2igan": {"class_path": "t2igan.models.char_cnn_rnn.CharCNNRNNSJE"},
+    }  # fmt: skip
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Convert an authors' .t7 text encoder.")
+    parser.add_argument("t7", help="the authors' .t7 file")
+    parser.add_argument("out", help="t2igan encoder checkpoint to write")
+    a = parser.parse_args(argv)
+    try:
+        out = convert_t7(a.t7, a.out)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"t2igan convert: {err}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
