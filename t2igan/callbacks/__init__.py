@@ -7,6 +7,7 @@ from t2igan.callbacks.interpolation import (
     NoiseInterpolation,
     StyleTransferGrid,
 )
+from t2igan.callbacks.location import WhatGrid, WhereGrid
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.callbacks.samples import SampleGrid
 from t2igan.callbacks.stages import StageSamples
@@ -20,4 +21,6 @@ __all__ = [
     "SaveRunConfig",
     "StageSamples",
     "StyleTransferGrid",
+    "WhatGrid",
+    "WhereGrid",
 ]
