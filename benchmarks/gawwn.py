@@ -17,7 +17,8 @@ back with :func:`t2igan.metrics.read_bird_layout`:
   lies within 0.1 of the image side of the requested position;
 * ``body``: held-out body colour accuracy (:func:`t2igan.metrics.read_birds`).
 
-Prints one JSON line; samples go to ``runs/bench_gawwn_<model>/``.
+Prints one JSON line; samples, the "where" and "what" figures and the checkpoint go to
+``runs/bench_gawwn_<model>/`` (``--ckpt`` scores and draws a saved checkpoint again).
 """
 
 from __future__ import annotations
@@ -64,12 +65,28 @@ def scores(model, dm: T2IDataModule, out: Path) -> dict[str, float]:
             "body": round(float(np.concatenate(body).mean()), 3)}  # fmt: skip
 
 
+def figures(model, dm: T2IDataModule, out: Path) -> None:
+    """The "where" and "what" figures of a location model, as the training callbacks draw them,
+    to ``out/where.png`` and ``out/what.png``."""
+    from types import SimpleNamespace
+
+    from t2igan.callbacks import WhatGrid, WhereGrid
+    from t2igan.callbacks.figures import labelled_grid as grid
+
+    for figure in (WhereGrid(steps=6), WhatGrid(num_captions=6, num_samples=2)):
+        figure.fixed = figure.choose(SimpleNamespace(datamodule=dm), model)
+        images, ncol, labels = figure.draw(model)
+        grid(images, ncol, labels).save(out / f"{figure.key}.png")
+        print(f"{figure.key}: {figure.layout}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("box", "keypoints", "gan_int_cls"), required=True)
     parser.add_argument("--minutes", type=float, default=45)
     parser.add_argument("--width", type=int, default=32, help="ngf = ndf")
     parser.add_argument("--root", default="data")
+    parser.add_argument("--ckpt", default=None, help="score this checkpoint instead of training")
     a = parser.parse_args()
     L.seed_everything(0)
     dm = T2IDataModule(dataset="synthetic", root=a.root, image_size=64, load_size=76, flip=True,
@@ -81,6 +98,13 @@ def main() -> None:
     model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width)
     out = Path(f"runs/bench_gawwn_{a.model}")
     out.mkdir(parents=True, exist_ok=True)
+    if a.ckpt:
+        model = cls.load_from_checkpoint(a.ckpt, map_location="cpu", weights_only=True)
+        dm.setup("test")
+        print(json.dumps({"model": a.model, "ckpt": a.ckpt, **scores(model, dm, out)}))
+        if a.model != "gan_int_cls":
+            figures(model, dm, out)
+        return
     trainer = L.Trainer(max_time={"minutes": a.minutes}, max_epochs=-1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         limit_val_batches=0, default_root_dir=out)  # fmt: skip
@@ -92,6 +116,8 @@ def main() -> None:
               **scores(model, dm, out)}  # fmt: skip
     trainer.save_checkpoint(out / "last.ckpt")
     print(json.dumps(result))
+    if a.model != "gan_int_cls":
+        figures(model, dm, out)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from t2igan.callbacks import WhatGrid, WhereGrid
+from t2igan.callbacks import CaptionConsistency, SampleGrid, WhatGrid, WhereGrid
 from t2igan.callbacks.location import draw_location, move_box, move_keypoints
 from t2igan.cli import cli, generate, generate_main
 from t2igan.data import HashingEncoder
@@ -251,9 +251,11 @@ def test_where_and_what_figures(cls, data_root, tmp_path):
     dm = tiny_datamodule(data_root, image_size=64, load_size=76)
     model = cls(text_dim=dm.text_dim, **TINY)
     where, what = WhereGrid(steps=4), WhatGrid(num_captions=3, num_samples=2)
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+    samples = SampleGrid(num_captions=2, num_samples=2)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path, callbacks=[where, what])  # fmt: skip
+                        default_root_dir=tmp_path,
+                        callbacks=[where, what, samples, CaptionConsistency()])  # fmt: skip
     trainer.fit(model, datamodule=dm)
     # box: x, y, scale; keypoints: x, y, then beak and tail where the example shows them
     kp = where.fixed["where"][0]
@@ -266,6 +268,11 @@ def test_where_and_what_figures(cls, data_root, tmp_path):
     assert ncol == 3 and len(images) == 3 * 3 and labels[-1] == "noise 1: location asked for"
     assert what.layout.startswith("columns: 1: ")
     assert (tmp_path / "what" / "epoch_0000.png").is_file()
+    # the plain sample grid draws each caption at its own image's location
+    assert (
+        samples.fixed["where"].shape[0] == 2 and (tmp_path / "samples" / "epoch_0000.png").is_file()
+    )
+    assert "val/caption_acc" in trainer.callback_metrics
     # the fixed inputs come back from the checkpoint state
     again = WhereGrid(steps=4)
     again.load_state_dict(where.state_dict())
