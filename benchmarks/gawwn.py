@@ -95,7 +95,13 @@ def main() -> None:
     dm.prepare_data()
     dm.setup("fit")
     cls = {"box": GAWWNBox, "keypoints": GAWWNKeypoints, "gan_int_cls": GANINTCLS}[a.model]
-    model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width)
+    model = cls(
+        text_dim=dm.text_dim,
+        image_size=64,
+        ngf=a.width,
+        ndf=a.width,
+        text_encoder=dm.text_encoder_spec,
+    )
     out = Path(f"runs/bench_gawwn_{a.model}")
     out.mkdir(parents=True, exist_ok=True)
     if a.ckpt:

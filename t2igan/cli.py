@@ -352,7 +352,8 @@ def generate(
     if key:  # one row per (caption, location)
         text = text.repeat_interleave(len(where), 0)
         flag = {"boxes": boxes, "keypoints": keypoint_files}[key]
-        labels = [f"{c} | {key} {f}" for c in labels for f in flag]
+        word = {"boxes": "box", "keypoints": "keypoints"}[key]
+        labels = [f"{c} | {word} {f}" for c in labels for f in flag]
         cond = {
             key: where.repeat(len(captions), *[1] * (where.dim() - 1)).repeat_interleave(cols, 0)
         }
