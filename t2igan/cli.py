@@ -6,12 +6,15 @@ t2igan fit --config experiments/quickstart.yaml
 t2igan fit --config experiments/quickstart.yaml --ckpt_path last      # resume exactly
 t2igan generate --ckpt RUN/checkpoints/last.ckpt --caption "a bird with a red body" --out out/
 t2igan generate --ckpt STYLE_RUN/checkpoints/last.ckpt --style-image bird.png --caption "..."
+t2igan generate --ckpt GAWWN_RUN/checkpoints/last.ckpt --caption "..." --box 0.1,0.2,0.5,0.4
+t2igan generate --ckpt GAWWN_KP_RUN/checkpoints/last.ckpt --caption "..." --keypoints parts.json
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import math
 import os
 import re
@@ -39,6 +42,7 @@ from t2igan.command import (
     warn,
 )
 from t2igan.data import T2IDataModule
+from t2igan.data.contract import CUB_PARTS
 from t2igan.data.download import download_main
 from t2igan.data.embed import embed_main
 from t2igan.data.prepare import prepare_main
@@ -142,7 +146,7 @@ def lead_line(parser: LightningArgumentParser, message: str) -> str:
 #: whole factor, so pixels stay square) by ``generate``: a 32 px sample is not a thumbnail.
 READABLE_SIDE = 128
 #: The files ``generate`` writes: the grid, and image II of caption CC.
-GENERATED_FILE = re.compile(r"grid\.png|c\d{2,}_i\d{2,}\.png")
+GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})(_location)?\.png")
 
 
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageGAN:
@@ -221,10 +225,57 @@ def fit_to_encoder(encoder, captions: list[str]) -> list[str]:
     return cut
 
 
+def parse_box(text: str) -> torch.Tensor:
+    """``--box x,y,w,h`` (normalised, top-left origin) as a (4,) tensor; a ValueError says what
+    is wrong with it (not four numbers, zero area, outside the image)."""
+    try:
+        x, y, w, h = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--box {text}: give four numbers x,y,w,h (normalised, e.g. 0.1,0.2,0.5,0.4)"
+        ) from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"--box {text} has zero area (width {w}, height {h}): w and h must be > 0")
+    if x < 0 or y < 0 or x + w > 1 or y + h > 1:
+        raise ValueError(f"--box {text} reaches outside the image: need 0 <= x, y and x + w, "
+                         f"y + h <= 1 (here x + w = {x + w:g}, y + h = {y + h:g})")  # fmt: skip
+    return torch.tensor([x, y, w, h])
+
+
+def read_keypoints(path: str, part_names: tuple[str, ...] = CUB_PARTS) -> torch.Tensor:
+    """``--keypoints parts.json``: a JSON object of part name -> [x, y] (normalised) as a
+    (K, 3) tensor (x, y, visible) in ``part_names``' order; parts it leaves out are invisible."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"--keypoints {path} does not exist")
+    try:
+        parts = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"--keypoints {path} is not JSON ({err})") from None
+    if not isinstance(parts, dict):
+        raise ValueError(f'--keypoints {path}: give an object of part -> [x, y], e.g. '
+                         f'{{"beak": [0.7, 0.3], "tail": [0.2, 0.6]}}')  # fmt: skip
+    kp = torch.zeros(len(part_names), 3)
+    for name, xy in parts.items():
+        if name not in part_names:
+            raise ValueError(
+                f"--keypoints {path}: unknown part {name!r}; the parts are " + ", ".join(part_names)
+            )
+        ok = isinstance(xy, list) and len(xy) == 2 and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in xy)  # fmt: skip
+        if not ok:
+            raise ValueError(f"--keypoints {path}: part {name!r} must be [x, y], got {xy!r}")
+        if not all(0 <= v <= 1 for v in xy):
+            raise ValueError(f"--keypoints {path}: part {name!r} at {xy} is outside the image "
+                             "(x and y are normalised to [0, 1])")  # fmt: skip
+        kp[part_names.index(name)] = torch.tensor([*xy, 1.0])
+    return kp
+
+
 def generate(
     ckpt: str, captions: list[str], num: int = 8, seed: int = 0, out: str = "out",
     device: str = "cpu", style_images: list[str] | None = None, style_steps: int = 0,
     style_rescale: bool | None = None, text_encoder: str | None = None,
+    boxes: list[str] | None = None, keypoint_files: list[str] | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
     caption); returns the paths written, the grid first. Captions are embedded with the encoder
@@ -250,6 +301,11 @@ def generate(
         text_encoder: a char-CNN-RNN encoder checkpoint to embed the captions with instead of
             the recorded encoder: for a model trained on the papers' precomputed embeddings, the
             matching authors' encoder converted by ``python -m t2igan.models.char_cnn_rnn_t7``.
+        boxes: for a box-conditional model (GAWWN): normalised ``x,y,w,h`` boxes; one grid row
+            per (caption, box). The images are also written with the box drawn on a copy
+            (``grid_location.png``, ``cCC_iII_location.png``).
+        keypoint_files: for a keypoint-conditional model: JSON files of part -> [x, y]
+            (:func:`read_keypoints`); one grid row per (caption, file), copies as for boxes.
     """
     from t2igan.callbacks.figures import labelled_grid
     from t2igan.callbacks.interpolation import lerp
@@ -260,7 +316,10 @@ def generate(
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out} is a file: pass a folder (it is made if missing)")
     pictures = [open_image(p) for p in style_images or []]  # bad files fail before the model loads
+    asked = {"boxes": [parse_box(b) for b in boxes or []],
+             "keypoints": [read_keypoints(f) for f in keypoint_files or []]}  # fmt: skip
     model = load_model(ckpt, torch_device(device))
+    key, where = check_location(ckpt, model, asked)
     spec = model.hparams.get("text_encoder")
     if text_encoder is not None:
         from t2igan.models.char_cnn_rnn import CharCNNEncoder
@@ -300,17 +359,59 @@ def generate(
         g = torch.Generator().manual_seed(seed)
         noise = model.sample_noise(num, generator=g)
     cols = len(noise)
+    cond, rows = {}, len(captions)
+    if key:  # one row per (caption, location)
+        text = text.repeat_interleave(len(where), 0)
+        flag = {"boxes": boxes, "keypoints": keypoint_files}[key]
+        word = {"boxes": "box", "keypoints": "keypoints"}[key]
+        labels = [f"{c} | {word} {f}" for c in labels for f in flag]
+        cond = {
+            key: where.repeat(len(captions), *[1] * (where.dim() - 1)).repeat_interleave(cols, 0)
+        }
+        rows = len(text)
     # (rows * cols) images: the same noise (style) in every row, one caption per row
-    images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(len(captions), 1)).cpu()
+    images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(rows, 1), **cond).cpu()
     grid = images if top is None else torch.cat([top, images])
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "grid.png"]
     labelled_grid(readable(grid), cols, labels).save(paths[0])
-    for k, img in enumerate(readable(images)):
-        paths.append(out_dir / f"c{k // cols:02d}_i{k % cols:02d}.png")
-        labelled_grid(img[None], 1).save(paths[-1])
+    files = [
+        (out_dir / f"c{k // cols:02d}_i{k % cols:02d}.png", img) for k, img in enumerate(images)
+    ]
+    if key:  # the same images with the location drawn on a copy
+        from t2igan.callbacks.location import draw_location
+
+        marked = draw_location(readable(images), key, cond[key])
+        paths.append(out_dir / "grid_location.png")
+        labelled_grid(marked, cols, labels).save(paths[-1])
+        files += [(p.with_name(p.stem + "_location.png"), m) for (p, _), m in zip(files, marked)]
+    for path, img in files:
+        paths.append(path)
+        labelled_grid(readable(img[None]), 1).save(path)
     remove_earlier_files(out_dir, paths)
     return paths
+
+
+def check_location(
+    ckpt: str, model: TextToImageGAN, asked: dict
+) -> tuple[str | None, torch.Tensor]:
+    """The location conditioning ``model`` takes and the stacked ``asked`` values of it, or a
+    ValueError when it is missing or when a location the model does not take is given."""
+    flags = {"boxes": "--box x,y,w,h", "keypoints": "--keypoints parts.json"}
+    name = f"{ckpt} ({type(model).__name__})"
+    for k, values in asked.items():
+        if values and k not in model.takes:
+            raise ValueError(f"{name} takes {' and '.join(model.takes)} only, not {k}: leave "
+                             f"out {flags[k].split()[0]}")  # fmt: skip
+    key = next((k for k in model.takes[1:] if k in flags), None)
+    if key is None:
+        return None, torch.empty(0)
+    if not asked[key]:
+        raise ValueError(f"{name} draws where it is told: pass {flags[key]} (repeat for rows)")
+    where = torch.stack(asked[key])
+    if key == "keypoints" and where.shape[1] != getattr(model, "num_parts", where.shape[1]):
+        raise ValueError(f"{name} has {model.num_parts} parts, not the {where.shape[1]} CUB parts")
+    return key, where
 
 
 def remove_earlier_files(out_dir: Path, paths: list[Path]) -> None:
@@ -351,9 +452,17 @@ def generate_main(argv: list[str]) -> None:
     parser.add_argument("--style-rescale", action=argparse.BooleanOptionalAction, default=None,
                         help="scale each style vector S(x) to the noise's mean length (not in "
                         "the paper; default: the checkpoint's style_rescale)")  # fmt: skip
+    parser.add_argument("--box", action="append", default=None,
+                        help="box-conditional models (GAWWN): where to draw, normalised x,y,w,h "
+                        "(e.g. 0.1,0.2,0.5,0.4); repeat for one row per box")  # fmt: skip
+    parser.add_argument("--keypoints", action="append", default=None,
+                        help="keypoint-conditional models (GAWWN): a JSON file of CUB part name "
+                        '-> normalised [x, y], e.g. {"beak": [0.7, 0.3]}; parts left out are '
+                        "invisible; repeat for one row per file")  # fmt: skip
     a = parser.parse_args(argv)
     paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device, a.style_image,
-                     a.style_steps, a.style_rescale, a.text_encoder)  # fmt: skip
+                     a.style_steps, a.style_rescale, a.text_encoder, a.box,
+                     a.keypoints)  # fmt: skip
     print(f"wrote {len(paths)} images to {Path(a.out)}/ (grid: {paths[0]})")
 
 

@@ -28,6 +28,9 @@ EXTRA_ARGS: dict[str, list[str]] = {
                       "--model.init_args.stage1_ndf", "4"],
     "stackgan_stage1.yaml": ["--model.init_args.ngf", "8", "--model.init_args.ndf", "8"],
     "stackgan_stage2.yaml": [*_TINY_STACK, "--model.init_args.condition_dim", "8"],
+    **{f"gawwn_{kind}.yaml": ["--data.image_size", "64", "--data.load_size", "76",
+                              "--model.init_args.ngf", "4", "--model.init_args.ndf", "4"]
+       for kind in ("box", "keypoints")},
 }  # fmt: skip
 T2IGAN = str(Path(sys.executable).parent / "t2igan")
 

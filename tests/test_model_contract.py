@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from t2igan.cli import load_model
-from t2igan.models import GANINTCLS, StackGAN, StackGANStage1, StackGANStage2
+from t2igan.models import (
+    GANINTCLS,
+    GAWWNBox,
+    GAWWNKeypoints,
+    StackGAN,
+    StackGANStage1,
+    StackGANStage2,
+)
 
 from .conftest import tiny_datamodule
 
@@ -41,9 +48,17 @@ MODELS = {
     # EMA of Stage-II's G, which only Stage-II trains).
     "stackgan": lambda dm: _tiny_stackgan(dm),
     "stackgan_in_stage2": lambda dm: _in_stage2(_tiny_stackgan(dm, ema_decay=0.9)),
+    # GAWWN at 64 x 64 (8 x 8 maps), conditioned on boxes / keypoints as well as text
+    "gawwn_box": lambda dm: GAWWNBox(text_dim=dm.text_dim, image_size=dm.image_size, ngf=4,
+                                     ndf=4, ema_decay=0.9, text_encoder=dm.text_encoder_spec),
+    "gawwn_keypoints": lambda dm: GAWWNKeypoints(
+        text_dim=dm.text_dim, image_size=dm.image_size, ngf=4, ndf=4,
+        text_encoder=dm.text_encoder_spec,
+    ),
 }  # fmt: skip
 #: Image size each model trains at in the contract run (default 32).
-IMAGE_SIZE: dict[str, int] = {"stackgan_stage2": 64, "stackgan": 64, "stackgan_in_stage2": 64}
+IMAGE_SIZE: dict[str, int] = {"stackgan_stage2": 64, "stackgan": 64, "stackgan_in_stage2": 64,
+                              "gawwn_box": 64, "gawwn_keypoints": 64}  # fmt: skip
 #: The networks a case trains when they are not ``generator`` / ``discriminator``: the one-run
 #: StackGAN trains Stage-I's pair during its Stage-I phase (its ``generator`` is Stage-II's).
 TRAINED: dict[str, tuple[str, str]] = {"stackgan": ("stage1_generator", "stage1_discriminator")}
@@ -93,6 +108,13 @@ def _changed(before: dict, module: torch.nn.Module) -> bool:
     return any(not torch.equal(before[k], p) for k, p in params.items())
 
 
+def _where(model, dm, n: int) -> dict:
+    """The conditioning beyond text that ``model`` takes (``model.takes``), from n validation
+    images (nothing for text-only models)."""
+    ex = dm.caption_examples("val", n)
+    return {k: ex[k] for k in model.takes[1:]}
+
+
 def _fit(model, dm, steps: int, tmp_path, **kwargs) -> L.Trainer:
     trainer = L.Trainer(
         max_steps=2 * steps, accelerator="cpu", logger=False, enable_checkpointing=False,
@@ -106,7 +128,7 @@ def _fit(model, dm, steps: int, tmp_path, **kwargs) -> L.Trainer:
 def test_sample_shape_range_finite(setup):
     name, model, dm = setup
     text = torch.from_numpy(dm.text_encoder.encode(["a bird with a red body", "a blue bird"]))
-    images = model.sample(text)
+    images = model.sample(text, **_where(model, dm, 2))
     assert images.shape == (2, 3, dm.image_size, dm.image_size)
     assert torch.isfinite(images).all()
     assert images.min() >= -1 and images.max() <= 1
@@ -167,7 +189,8 @@ def test_checkpoint_round_trip_same_samples(setup, tmp_path):
     assert type(loaded) is type(trained)
     text = torch.from_numpy(dm.text_encoder.encode(["a bird with a red body"] * 3))
     noise = trained.sample_noise(3, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(trained.sample(text, noise), loaded.sample(text, noise))
+    where = _where(trained, dm, 3)
+    assert torch.equal(trained.sample(text, noise, **where), loaded.sample(text, noise, **where))
     # seeded determinism: the same seed gives the same noise, hence the same images
     n1 = loaded.sample_noise(3, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(loaded.sample(text, n1), loaded.sample(text, noise))
+    assert torch.equal(loaded.sample(text, n1, **where), loaded.sample(text, noise, **where))

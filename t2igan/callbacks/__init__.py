@@ -8,6 +8,7 @@ from t2igan.callbacks.interpolation import (
     NoiseInterpolation,
     StyleTransferGrid,
 )
+from t2igan.callbacks.location import WhatGrid, WhereGrid
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.callbacks.samples import SampleGrid
 from t2igan.callbacks.speed_ups import SpeedUps
@@ -24,4 +25,6 @@ __all__ = [
     "SpeedUps",
     "StageSamples",
     "StyleTransferGrid",
+    "WhatGrid",
+    "WhereGrid",
 ]

@@ -22,7 +22,7 @@ class CaptionConsistency(L.Callback):
         if "attributes" not in batch:
             return
         metric = self.metrics[stage].to(pl_module.device)
-        fake = pl_module.sample(batch["text_emb"])
+        fake = pl_module.sample(batch["text_emb"], **pl_module.conditioning_of(batch))
         metric.update(read_birds(fake), batch["attributes"], batch["attributes_named"], fake)
 
     def _log(self, stage: str, pl_module) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from t2igan.callbacks.figures import FixedInputFigure
+from t2igan.callbacks.location import location_of
 
 
 class SampleGrid(FixedInputFigure):
@@ -16,7 +17,8 @@ class SampleGrid(FixedInputFigure):
     split (whose classes are never trained on); where the two are one split (CUB, MHP), all rows
     come from it and none repeats. The logged caption starts with which rows come from which
     split. Like the noise, the captions are chosen once and kept in the checkpoint
-    (:class:`~t2igan.callbacks.figures.FixedInputFigure`).
+    (:class:`~t2igan.callbacks.figures.FixedInputFigure`). A model that takes boxes or keypoints
+    (GAWWN) draws each row at the location of the image its caption comes from.
 
     Args:
         every_n_epochs: epochs between grids.
@@ -64,7 +66,10 @@ class SampleGrid(FixedInputFigure):
             start += n
         shared = [s for s in self.splits if s not in splits]
         note = f" ({', '.join(shared)} is the same split here)" if shared else ""
+        key = location_of(pl_module)
+        where = {"key": key, "where": torch.cat([e[key] for e in ex])} if key else {}
         return {
+            **where,
             "captions": [c for e in ex for c in e["captions"]],
             "text_emb": torch.cat([e["text_emb"] for e in ex]),
             "noise": self.noise(pl_module, self.num_samples),
@@ -77,5 +82,13 @@ class SampleGrid(FixedInputFigure):
         rows, cols = len(f["captions"]), len(f["noise"])
         return f["text_emb"].repeat_interleave(cols, 0), f["noise"].repeat(rows, 1)
 
+    def conditioning(self) -> dict:
+        """The fixed location of every image (by the model's name for it), or nothing."""
+        f = self.fixed
+        if not f.get("key"):
+            return {}
+        return {f["key"]: f["where"].repeat_interleave(len(f["noise"]), 0)}
+
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
-        return pl_module.sample(*self.inputs()), len(self.fixed["noise"]), self.fixed["captions"]
+        images = pl_module.sample(*self.inputs(), **self.conditioning())
+        return images, len(self.fixed["noise"]), self.fixed["captions"]

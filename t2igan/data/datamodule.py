@@ -362,7 +362,8 @@ class T2IDataModule(L.LightningDataModule):
 
         Returns a dict with ``captions`` (n strings), ``text_emb`` (n, D) the embedding of that
         single caption, ``images`` (n, 3, H, W) the real images, and, where the dataset has them,
-        ``attributes`` / ``attributes_named``. Callbacks use it to choose fixed inputs.
+        ``attributes`` / ``attributes_named``, ``boxes`` (n, 4) and ``keypoints`` (n, K, 3) of
+        the images as shown. Callbacks use it to choose fixed inputs.
         """
         ds = self.dataset_of(split)
         idx = np.linspace(0, len(ds) - 1, n).round().astype(int)
@@ -376,4 +377,7 @@ class T2IDataModule(L.LightningDataModule):
             out["attributes_named"] = torch.as_tensor(
                 np.stack([ds.split.caption_attributes[i][0] for i in idx])
             )
+        shown = [ds.centre_annotations(int(i)) for i in idx]
+        for key in shown[0] if shown else ():
+            out[key] = torch.stack([a[key] for a in shown])
         return out

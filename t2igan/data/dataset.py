@@ -130,6 +130,42 @@ class TextImageDataset(Dataset):
         out -= np.float32(1.0)
         return torch.from_numpy(out)
 
+    def annotations(self, i: int, ox: int, oy: int, flipped: bool) -> dict:
+        """Boxes and keypoints of image ``i`` (where the split has them) in the crop at
+        ``(ox, oy)`` of the ``load_size`` image, mirrored with left and right parts swapped when
+        ``flipped``: ``{"boxes": (4,), "keypoints": (K, 3)}``."""
+        out = {}
+        # Annotations with Python floats and numpy, one tensor each at the end: see _crop_image.
+        scale = self.load_size / self.image_size
+        shift = (ox / self.image_size, oy / self.image_size)
+        if self.split.boxes is not None:
+            x, y, w, h = (float(v) * scale for v in self.split.boxes[i])
+            # the crop cuts the box: keep the part inside the image
+            x0, y0 = min(max(x - shift[0], 0.0), 1.0), min(max(y - shift[1], 0.0), 1.0)
+            x1, y1 = min(max(x + w - shift[0], 0.0), 1.0), min(max(y + h - shift[1], 0.0), 1.0)
+            box = [x0, y0, x1 - x0, y1 - y0]
+            if flipped:
+                box[0] = 1 - x0 - box[2]
+            out["boxes"] = torch.tensor(box)
+        if self.split.keypoints is not None:
+            kp = np.array(self.split.keypoints[i], np.float32)
+            kp[:, :2] = kp[:, :2] * np.float32(scale) - np.array(shift, np.float32)
+            # A part the crop cut off is no longer visible in the image.
+            outside = ((kp[:, :2] < 0) | (kp[:, :2] > 1)).any(1)
+            kp[outside | (kp[:, 2] <= 0)] = 0.0
+            if flipped:
+                vis = kp[:, 2] > 0
+                kp[vis, 0] = 1 - kp[vis, 0]
+                if self._flip_perm is not None:
+                    kp = kp[self._flip_perm]
+            out["keypoints"] = torch.from_numpy(kp)
+        return out
+
+    def centre_annotations(self, i: int) -> dict:
+        """:meth:`annotations` of the evaluation view (:meth:`centre_image`)."""
+        slack = (self.load_size - self.image_size) // 2
+        return self.annotations(i, slack, slack, False)
+
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
         """Item ``i``, or ``(i, seed)``: its random draws (crop, flip, captions, mismatched
         image) then come from ``seed`` alone (see :class:`~t2igan.data.sampler.EpochSampler`);
@@ -148,30 +184,7 @@ class TextImageDataset(Dataset):
         }
         if self.wrong_images:
             item["wrong_images"] = self._crop_image(self.wrong_index(i, g), *self._crop_flip(g))
-        # Annotations with Python floats and numpy, one tensor each at the end: see _crop_image.
-        scale = self.load_size / self.image_size
-        shift = (ox / self.image_size, oy / self.image_size)
-        if self.split.boxes is not None:
-            x, y, w, h = (float(v) * scale for v in self.split.boxes[i])
-            # the crop cuts the box: keep the part inside the image
-            x0, y0 = min(max(x - shift[0], 0.0), 1.0), min(max(y - shift[1], 0.0), 1.0)
-            x1, y1 = min(max(x + w - shift[0], 0.0), 1.0), min(max(y + h - shift[1], 0.0), 1.0)
-            box = [x0, y0, x1 - x0, y1 - y0]
-            if flipped:
-                box[0] = 1 - x0 - box[2]
-            item["boxes"] = torch.tensor(box)
-        if self.split.keypoints is not None:
-            kp = np.array(self.split.keypoints[i], np.float32)
-            kp[:, :2] = kp[:, :2] * np.float32(scale) - np.array(shift, np.float32)
-            # A part the crop cut off is no longer visible in the image.
-            outside = ((kp[:, :2] < 0) | (kp[:, :2] > 1)).any(1)
-            kp[outside | (kp[:, 2] <= 0)] = 0.0
-            if flipped:
-                vis = kp[:, 2] > 0
-                kp[vis, 0] = 1 - kp[vis, 0]
-                if self._flip_perm is not None:
-                    kp = kp[self._flip_perm]
-            item["keypoints"] = torch.from_numpy(kp)
+        item.update(self.annotations(i, ox, oy, flipped))
         if self.split.attributes is not None:
             item["attributes"] = torch.as_tensor(self.split.attributes[i], dtype=torch.long)
             named = self.split.caption_attributes[i][picks.numpy()].any(0)

@@ -1,5 +1,10 @@
 """Metrics."""
 
-from t2igan.metrics.caption_consistency import CaptionAccuracy, read_birds
+from t2igan.metrics.caption_consistency import (
+    CaptionAccuracy,
+    box_iou,
+    read_bird_layout,
+    read_birds,
+)
 
-__all__ = ["CaptionAccuracy", "read_birds"]
+__all__ = ["CaptionAccuracy", "box_iou", "read_bird_layout", "read_birds"]

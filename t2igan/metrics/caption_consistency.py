@@ -117,3 +117,43 @@ class CaptionAccuracy(Metric):
         if self.non_finite > 0:
             out = {k: torch.full_like(v, float("nan")) for k, v in out.items()}
         return out
+
+
+def read_bird_layout(img: np.ndarray) -> dict[str, np.ndarray | None]:
+    """Where the bird of one (H, W, 3) image (values 0..255) is, in normalised image
+    coordinates: ``box`` (x, y, w, h) of every pixel far from the border colour (the box the
+    synthetic birds record: beak, tail and foot tips included), ``beak`` (x, y), the tip of the
+    beak: the beak/leg-coloured pixel of the bird's upper half farthest out horizontally, and
+    ``tail`` (x, y), the bird's extreme column on the other side (the tail tip; the mean row of
+    its pixels). Each is None when no bird, or no beak, is drawn. GAWWN's location benchmark
+    reads it."""
+    img = img.astype(np.float32)
+    h, w, _ = img.shape
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    bird = np.sqrt(((img - np.median(border, axis=0)) ** 2).sum(-1)) > 40
+    out: dict[str, np.ndarray | None] = {"box": None, "beak": None, "tail": None}
+    ys, xs = np.nonzero(bird)
+    if len(ys) < 4:
+        return out
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    out["box"] = np.array([x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h])
+    beak_like = bird & (np.sqrt(((img - _OTHER[0]) ** 2).sum(-1)) < 40)
+    beak_like[int(round((y0 + y1) / 2)) :] = False  # the legs are in the lower half
+    by, bx = np.nonzero(beak_like)
+    if len(by) == 0:
+        return out
+    right = bx.mean() > xs.mean()  # the beak is on the side the bird faces
+    tip = bx.argmax() if right else bx.argmin()
+    out["beak"] = np.array([(bx[tip] + 0.5) / w, (by[tip] + 0.5) / h])
+    col = x0 if right else x1 - 1  # the tail tip: the far column on the other side
+    out["tail"] = np.array([(col + 0.5) / w, (ys[xs == col].mean() + 0.5) / h])
+    return out
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0

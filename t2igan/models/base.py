@@ -8,7 +8,12 @@ class says *when*. An optional exponential moving average of the generator (a fr
 ``AveragedModel``) is used for every sample when enabled.
 
 The public sampling interface that callbacks and ``t2igan generate`` use:
-``sample_noise(n)``, ``sample(text_emb, noise)``, ``discriminate(images, text_emb)``.
+``sample_noise(n)``, ``sample(text_emb, noise, **conditioning)``,
+``discriminate(images, text_emb, **conditioning)``. A model names the conditioning it takes in
+:attr:`TextToImageGAN.takes` (``("text",)`` here; GAWWN adds ``"boxes"`` or ``"keypoints"``, the
+batch contract's keys) and receives it by that name: ``sample(text, noise, boxes=boxes)``.
+Calling a model without a conditioning it takes, or with one it does not, raises a ValueError
+naming it (:meth:`TextToImageGAN.check_conditioning`).
 
 For subclasses: pass the engine's arguments on to ``__init__`` (it keeps them; it never reads
 ``self.hparams``), build the networks from the constructor's arguments, never from
@@ -186,6 +191,10 @@ class TextToImageGAN(L.LightningModule):
     #: the start of epochs ``lr_decay_every``, ``2 lr_decay_every``, ... counted from 1 (the
     #: icml2016 Lua code). See :class:`EpochDecay`.
     lr_decay_offset = 0
+    #: The conditioning this model takes, by the batch contract's names: always ``"text"``
+    #: (``text_emb``, positional), and any of ``"boxes"``, ``"keypoints"`` (keyword arguments of
+    #: :meth:`sample` and :meth:`discriminate`, passed on to :meth:`generate`).
+    takes: tuple[str, ...] = ("text",)
 
     def __init__(
         self,
@@ -236,18 +245,52 @@ class TextToImageGAN(L.LightningModule):
         """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
         return torch.randn(n, self.z_dim, generator=generator).to(self.device)
 
-    def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor):
-        """Run ``generator`` (G or its EMA copy) on text and noise; subclasses may override."""
-        return generator(noise, text_emb)
+    def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor,
+                 **conditioning):  # fmt: skip
+        """Run ``generator`` (G or its EMA copy) on text and noise (and the checked
+        ``conditioning`` a model that takes more than text receives); subclasses may override."""
+        return generator(noise, text_emb, **conditioning)
 
     def sampling_generator(self) -> nn.Module:
         """The generator that :meth:`sample` runs: the EMA copy if there is one, else G."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
+    def check_conditioning(self, given: dict) -> dict:
+        """``given`` (name -> tensor, None for not given) checked against :attr:`takes`: the
+        tensors this model takes, on its device as float; a ValueError names a conditioning it
+        needs and was not given, or one it was given and does not take."""
+        extra = list(self.takes[1:])
+        missing = [k for k in extra if given.get(k) is None]
+        name = type(self).__name__
+        if missing:
+            raise ValueError(
+                f"{name} is conditioned on {' and '.join(missing)} as well as text: pass "
+                + ", ".join(f"{k}=..." for k in missing)
+            )
+        unused = [k for k, v in given.items() if v is not None and k not in extra]
+        if unused:
+            takes = " and ".join(self.takes)
+            raise ValueError(f"{name} takes {takes} only, not {' or '.join(unused)}")
+        return {k: given[k].to(self.device, torch.float32) for k in extra}
+
+    def conditioning_of(self, batch: dict) -> dict:
+        """The conditioning this model takes beyond text, from a batch (contract keys)."""
+        missing = [k for k in self.takes[1:] if k not in batch]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} is conditioned on {' and '.join(missing)}, which the "
+                "batches lack: use a dataset that has them (cub, synthetic)"
+            )
+        return {k: batch[k] for k in self.takes[1:]}
+
     @torch.no_grad()
-    def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None,
+               **conditioning) -> torch.Tensor:  # fmt: skip
         """Images in [-1, 1] for text embeddings (B, D) and noise (B, z_dim), in eval mode
-        (running BatchNorm statistics, as the authors' demos), with the EMA generator if any."""
+        (running BatchNorm statistics, as the authors' demos), with the EMA generator if any.
+        A model that takes more than text gets it by name (:attr:`takes`), e.g. ``boxes=``
+        (B, 4) or ``keypoints=`` (B, K, 3)."""
+        cond = self.check_conditioning(conditioning)
         text_emb = text_emb.to(self.device, torch.float32)
         if noise is None:
             noise = self.sample_noise(len(text_emb))
@@ -255,14 +298,16 @@ class TextToImageGAN(L.LightningModule):
         was_training = g.training
         g.eval()
         try:
-            out = self.generate(g, text_emb, noise.to(self.device, torch.float32))
+            out = self.generate(g, text_emb, noise.to(self.device, torch.float32), **cond)
         finally:
             g.train(was_training)
         return out.float().clamp(-1, 1)
 
-    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
-        """Discriminator logits (B,) for image-text pairs."""
-        return self.discriminator(images, text_emb)
+    def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor,
+                     **conditioning) -> torch.Tensor:  # fmt: skip
+        """Discriminator logits (B,) for image-text pairs (and the conditioning of
+        :attr:`takes`, by name)."""
+        return self.discriminator(images, text_emb, **self.check_conditioning(conditioning))
 
     # --------------------------------------------------------------- objectives
     def discriminator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -330,11 +375,12 @@ class TextToImageGAN(L.LightningModule):
 
     # --------------------------------------------------------------- evaluation
     def _eval_step(self, batch: dict, stage: str) -> None:
-        fake = self.sample(batch["text_emb"])
+        cond = self.conditioning_of(batch)
+        fake = self.sample(batch["text_emb"], **cond)
         scores = {
-            "real": self.discriminate(batch["images"], batch["text_emb"]),
-            "wrong": self.discriminate(batch["wrong_images"], batch["text_emb"]),
-            "fake": self.discriminate(fake, batch["text_emb"]),
+            "real": self.discriminate(batch["images"], batch["text_emb"], **cond),
+            "wrong": self.discriminate(batch["wrong_images"], batch["text_emb"], **cond),
+            "fake": self.discriminate(fake, batch["text_emb"], **cond),
         }
         self.log_dict(
             {f"{stage}/d_{k}": torch.sigmoid(v.float()).mean() for k, v in scores.items()},
@@ -349,7 +395,8 @@ class TextToImageGAN(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         """One sample per conditioning text: ``{"images", "captions", "index"}``."""
-        return {"images": self.sample(batch["text_emb"]), "captions": batch["captions"],
+        images = self.sample(batch["text_emb"], **self.conditioning_of(batch))
+        return {"images": images, "captions": batch["captions"],
                 "index": batch["index"]}  # fmt: skip
 
     # ------------------------------------------------------ multi-process runs

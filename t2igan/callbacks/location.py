@@ -1,0 +1,201 @@
+"""GAWWN's figures (Reed et al., NIPS 2016): "where" (fixed caption and noise, the box or the
+keypoints moved along each row) and "what" (fixed location, the captions changed along each row),
+for every model that takes boxes or keypoints (``model.takes``). The location asked for is drawn
+on a copy of each image (box outline, keypoint dots) in the row below it."""
+
+from __future__ import annotations
+
+import colorsys
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image, ImageDraw
+
+from t2igan.callbacks.figures import FixedInputFigure
+from t2igan.data.contract import CUB_PARTS
+
+#: The conditioning names (batch contract keys) that say where to draw.
+LOCATIONS = ("boxes", "keypoints")
+#: One colour per keypoint (hues around the circle), so a reader can tell the parts apart.
+PART_COLOURS = [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(k / 15, 0.9, 1.0))
+                for k in range(15)]  # fmt: skip
+
+
+def location_of(model) -> str | None:
+    """Which location conditioning ``model`` takes (``"boxes"``, ``"keypoints"``) or None."""
+    return next((k for k in getattr(model, "takes", ()) if k in LOCATIONS), None)
+
+
+def draw_location(images: torch.Tensor, key: str, where: torch.Tensor) -> torch.Tensor:
+    """Copies of ``images`` (N, 3, H, W) in [-1, 1] with the location drawn on: each box
+    (N, 4) normalised (x, y, w, h) as a red outline, or each visible keypoint (N, K, 3) as a
+    dot in its part's colour (:data:`PART_COLOURS`)."""
+    out = []
+    for img, loc in zip(images.float().cpu(), where.float().cpu()):
+        pil = Image.fromarray(
+            ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        )
+        draw = ImageDraw.Draw(pil)
+        w, h = pil.size
+        if key == "boxes":
+            x, y, bw, bh = loc.tolist()
+            draw.rectangle([x * w, y * h, (x + bw) * w - 1, (y + bh) * h - 1], outline=(255, 0, 0))
+        else:
+            r = max(1.5, 1.5 * w / 64)
+            for k, (x, y, v) in enumerate(loc.tolist()):
+                if v > 0:
+                    colour = PART_COLOURS[k % len(PART_COLOURS)]
+                    draw.ellipse([x * w - r, y * h - r, x * w + r, y * h + r], fill=colour)
+        out.append(torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float() / 127.5 - 1)
+    return torch.stack(out)
+
+
+def _inside(lo: torch.Tensor, hi: torch.Tensor, steps: int) -> torch.Tensor:
+    """``steps`` shifts from the one that moves [lo, hi] to 0 to the one that moves it to 1."""
+    return torch.linspace(-float(lo) + 0.02, 0.98 - float(hi), steps)
+
+
+def move_box(box: torch.Tensor, steps: int) -> list[tuple[str, torch.Tensor]]:
+    """The rows of the box "where" figure for one (4,) box: ``(label, (steps, 4) boxes)``: moved
+    left to right, top to bottom, and shrunk to stretched (width and height scaled 0.5 to 1.5
+    about the box centre), every box inside the image."""
+    x, y, w, h = box.tolist()
+    rows = []
+    for axis, name in ((0, "box moved left to right"), (1, "box moved top to bottom")):
+        shifts = _inside(box[axis], box[axis] + box[axis + 2], steps)
+        moved = box.repeat(steps, 1)
+        moved[:, axis] += shifts
+        rows.append((name, moved))
+    scale = torch.linspace(0.5, 1.5, steps)
+    sw, sh = (w * scale).clamp(max=0.96), (h * scale).clamp(max=0.96)
+    sx = (x + w / 2 - sw / 2).clamp(0.02, None).minimum(0.98 - sw)
+    sy = (y + h / 2 - sh / 2).clamp(0.02, None).minimum(0.98 - sh)
+    rows.append(("box shrunk to stretched (0.5 to 1.5 times)", torch.stack([sx, sy, sw, sh], 1)))
+    return rows
+
+
+def move_keypoints(kp: torch.Tensor, steps: int) -> list[tuple[str, torch.Tensor]]:
+    """The rows of the keypoint "where" figure for one (K, 3) set in CUB's part order:
+    ``(label, (steps, K, 3))``: all visible keypoints shifted together left to right and top to
+    bottom, then the beak alone and the tail alone moved left to right (each where visible)."""
+    vis = kp[:, 2] > 0
+    rows = []
+    for axis, name in ((0, "all keypoints moved left to right"),
+                       (1, "all keypoints moved top to bottom")):  # fmt: skip
+        pos = kp[vis, axis]
+        shifts = _inside(pos.min(), pos.max(), steps) if vis.any() else torch.zeros(steps)
+        moved = kp.repeat(steps, 1, 1)
+        moved[:, vis, axis] += shifts[:, None]
+        rows.append((name, moved))
+    if len(kp) == len(CUB_PARTS):
+        for part in ("beak", "tail"):
+            k = CUB_PARTS.index(part)
+            if kp[k, 2] <= 0:
+                continue
+            moved = kp.repeat(steps, 1, 1)
+            moved[:, k, 0] = torch.linspace(0.05, 0.95, steps)
+            rows.append((f"{part} alone moved left to right", moved))
+    return rows
+
+
+class _LocationFigure(FixedInputFigure):
+    """A figure for models that take boxes or keypoints; others get one warning and none."""
+
+    def supports(self, pl_module) -> bool:
+        if location_of(pl_module) is not None:
+            return True
+        if not self._warned:
+            rank_zero_warn(
+                f"{type(self).__name__}: {type(pl_module).__name__} takes no boxes or keypoints; "
+                f"no {self.key} figure is drawn"
+            )
+            self._warned = True
+        return False
+
+    def example(self, trainer: L.Trainer, pl_module, n: int) -> dict:
+        """``n`` validation examples with their location (the model's key) as shown."""
+        ex = trainer.datamodule.caption_examples("val", n)
+        key = location_of(pl_module)
+        return {"captions": ex["captions"], "text_emb": ex["text_emb"], "key": key,
+                "where": ex[key]}  # fmt: skip
+
+
+class WhereGrid(_LocationFigure):
+    """ "Where": one fixed caption and noise; along each row the box is moved across the image,
+    down it, and shrunk to stretched (box models, the paper's Figure 4), or all keypoints are
+    moved together and the beak and the tail alone (keypoint models, Figure 6). Under each row,
+    the same images with the location asked for drawn on. ``<run>/where/epoch_XXXX.png``.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        steps: images per row.
+        seed: seed of the fixed noise.
+    """
+
+    key = "where"
+
+    def __init__(self, every_n_epochs: int = 1, steps: int = 6, seed: int = 0) -> None:
+        super().__init__(every_n_epochs, seed)
+        self.steps = steps
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        ex = self.example(trainer, pl_module, 1)
+        move = move_box if ex["key"] == "boxes" else move_keypoints
+        rows = move(ex["where"][0], self.steps)
+        return {**ex, "noise": self.noise(pl_module, 1), "labels": [r[0] for r in rows],
+                "rows": torch.stack([r[1] for r in rows])}  # fmt: skip
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        f = self.fixed
+        self.layout = f"caption: {f['captions'][0]}"
+        where = f["rows"].flatten(0, 1)  # (rows * steps, ...)
+        n = len(where)
+        images = pl_module.sample(f["text_emb"].expand(n, -1), f["noise"].expand(n, -1),
+                                  **{f["key"]: where})  # fmt: skip
+        shown = draw_location(images, f["key"], where)
+        grid, labels = [], []
+        for r, label in enumerate(f["labels"]):
+            rows = slice(r * self.steps, (r + 1) * self.steps)
+            grid += [images[rows].cpu(), shown[rows]]
+            labels += [label, f"{label}: asked for"]
+        return torch.cat(grid), self.steps, labels
+
+
+class WhatGrid(_LocationFigure):
+    """ "What": one fixed box or set of keypoints (a validation image's), the captions changed
+    along each row (column c: caption c, named in the logged caption), one fixed noise vector
+    per row; the last row shows the first row with the location drawn on.
+    ``<run>/what/epoch_XXXX.png``.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        num_captions: columns.
+        num_samples: rows (noise vectors).
+        seed: seed of the fixed noise.
+    """
+
+    key = "what"
+
+    def __init__(self, every_n_epochs: int = 1, num_captions: int = 6, num_samples: int = 3,
+                 seed: int = 0) -> None:  # fmt: skip
+        super().__init__(every_n_epochs, seed)
+        self.num_captions = num_captions
+        self.num_samples = num_samples
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        ex = self.example(trainer, pl_module, self.num_captions)
+        ex["where"] = ex["where"][:1]  # the first image's location for every caption
+        return {**ex, "noise": self.noise(pl_module, self.num_samples)}
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        f = self.fixed
+        self.layout = "columns: " + "; ".join(f"{c + 1}: {t}" for c, t in enumerate(f["captions"]))
+        cols, rows = len(f["captions"]), len(f["noise"])
+        where = f["where"].expand(rows * cols, *f["where"].shape[1:])
+        images = pl_module.sample(f["text_emb"].repeat(rows, 1),
+                                  f["noise"].repeat_interleave(cols, 0), **{f["key"]: where})  # fmt: skip
+        shown = draw_location(images[:cols], f["key"], where[:cols])
+        labels = [f"noise {r + 1}" for r in range(rows)] + ["noise 1: location asked for"]
+        return torch.cat([images.cpu(), shown]), cols, labels

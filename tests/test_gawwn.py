@@ -1,0 +1,372 @@
+"""GAWWN: the spatial transformer, keypoint maps, both models, the location interface and
+figures, and generate with boxes and keypoints."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from t2igan.callbacks import CaptionConsistency, SampleGrid, WhatGrid, WhereGrid
+from t2igan.callbacks.location import draw_location, move_box, move_keypoints
+from t2igan.cli import cli, generate, generate_main
+from t2igan.data import HashingEncoder
+from t2igan.data.contract import CUB_PARTS
+from t2igan.data.synthetic import make_example
+from t2igan.metrics import box_iou, read_bird_layout
+from t2igan.models import GANINTCLS, GAWWNBox, GAWWNKeypoints
+from t2igan.models.gawwn import box_theta, crop_box, keypoint_maps, keypoint_mask, paste_box
+
+from .conftest import ROOT, SHARED_DATA, tiny_datamodule
+
+REAL_CUB = SHARED_DATA / "birds" / "CUB_200_2011"
+
+TINY = dict(image_size=64, ngf=4, ndf=4, proj_dim=8, z_dim=10)
+
+
+# ------------------------------------------------------------------ spatial transformer
+def test_box_theta_is_the_lua_transform_in_x_y_order():
+    # Lua loader: A = [[sY, 0, tY], [0, sX, tX]] in (y, x) order; affine_grid wants (x, y).
+    x, y, w, h = 0.1, 0.2, 0.5, 0.25
+    s_x, s_y, t_x, t_y = w, h, 2 * ((x + w / 2) - 0.5), 2 * ((y + h / 2) - 0.5)
+    lua = torch.tensor([[s_y, 0, t_y], [0, s_x, t_x]])
+    ours = box_theta(torch.tensor([[x, y, w, h]]))[0]
+    assert torch.allclose(ours, lua.flip(0)[:, [1, 0, 2]])
+
+
+def test_paste_lands_in_the_box_and_zero_outside():
+    # Aligned corners on 8 cells: cell i sits at u = -1 + 2 i / 7. The box [0.25, 0.75] pastes
+    # the map where |u| <= 0.5 samples inside it, i.e. cells 2..5; cells 0, 1, 6, 7 get zeros.
+    ones = torch.ones(1, 2, 8, 8)
+    out = paste_box(ones, torch.tensor([[0.25, 0.25, 0.5, 0.5]]))
+    expected = torch.zeros(8, 8)
+    expected[2:6, 2:6] = 1
+    assert torch.allclose(out[0, 0], expected, atol=1e-6) and torch.equal(out[0, 0], out[0, 1])
+    # A box in the right half: columns 4..7 only, the map's left column lands at its left edge.
+    cols = torch.arange(8.0).expand(1, 1, 8, 8)
+    right = paste_box(cols, torch.tensor([[0.5, 0.0, 0.5, 1.0]]))[0, 0]
+    assert (right[:, :4].abs() < 1e-6).all() and (right[:, 4:] > 0).all()
+    assert right[0, 7] == pytest.approx(7.0) and right[0, 4] < right[0, 5] < right[0, 6]
+
+
+def test_crop_of_a_known_map():
+    # map value = column index; cropping x in [0.25, 0.75] samples columns 1.75 + 0.5 i
+    # (i = 0..7: (0.5 u + 1) * 3.5 with u = -1 + 2 i / 7); the full height keeps the rows.
+    cols = torch.arange(8.0).expand(1, 1, 8, 8)
+    out = crop_box(cols, torch.tensor([[0.25, 0.0, 0.5, 1.0]]))[0, 0]
+    assert torch.allclose(out, (1.75 + 0.5 * torch.arange(8.0)).expand(8, 8), atol=1e-5)
+    rows = torch.arange(8.0)[:, None].expand(1, 1, 8, 8)
+    same_rows = crop_box(rows, torch.tensor([[0.25, 0.0, 0.5, 1.0]]))[0, 0]
+    assert torch.allclose(same_rows, rows[0, 0], atol=1e-5)
+
+
+# -------------------------------------------------------------------------- keypoint maps
+def test_keypoint_maps_hand_made_example():
+    kp = torch.tensor([[[0.5, 0.25, 1.0],  # column round(2) = 2 -> index 1, row 1 -> index 0
+                        [1.0, 1.0, 1.0],  # on the border: the last cell
+                        [0.0, 0.0, 1.0],  # at the origin: max(1, 0) -> the first cell
+                        [0.6, 0.6, 0.0],  # invisible
+                        [0.6, 0.6, 0.05]]])  # below the Lua threshold 0.1  # fmt: skip
+    maps = keypoint_maps(kp, 4)
+    expected = torch.zeros(1, 5, 4, 4)
+    expected[0, 0, 0, 1] = 1
+    expected[0, 1, 3, 3] = 1
+    expected[0, 2, 0, 0] = 1
+    assert torch.equal(maps, expected)
+    mask = keypoint_mask(maps)
+    assert mask.shape == (1, 1, 4, 4) and mask.sum() == 3 and mask.max() == 1
+
+
+# ---------------------------------------------------------------------------- the models
+def _count(*layers) -> int:
+    return sum(layers)
+
+
+def conv(c_in, c_out, k):  # Torch's SpatialConvolution / SpatialFullConvolution with bias
+    return c_in * c_out * k * k + c_out
+
+
+def bn(c):
+    return 2 * c
+
+
+def lin(a, b):
+    return a * b + b
+
+
+def _image_d(ndf=128):  # imgGlobalD
+    return conv(3, ndf, 4) + conv(ndf, ndf, 4) + conv(ndf, 2 * ndf, 4) + bn(2 * ndf) + conv(
+        2 * ndf, 2 * ndf, 3) + bn(2 * ndf)  # fmt: skip
+
+
+def _bottleneck(c):
+    return conv(c, c // 4, 1) + bn(c // 4) + conv(c // 4, c // 4, 3) + bn(c // 4) + conv(
+        c // 4, c, 3) + bn(c)  # fmt: skip
+
+
+def test_parameter_counts_equal_the_authors_torch_networks():
+    # Layer by layer from main_cub_bbox.lua / main_cub_keypoints.lua (ngf = ndf = 128, nz = 100,
+    # txtSize = 1024, nt = 128, num_elt = 1 box / 15 parts); modules used twice count once.
+    box_g = (lin(100, 512) + lin(1024, 512) + 3 * (conv(512, 512, 4) + bn(512)) + lin(100, 512)
+             + conv(1024, 1024, 4) + bn(1024) + conv(1024, 512, 4) + bn(512) + conv(512, 256, 4)
+             + bn(256) + conv(1024, 1024, 4) + bn(1024) + _bottleneck(1024) + conv(1024, 512, 4)
+             + bn(512) + _bottleneck(512) + conv(512, 256, 4) + bn(256) + conv(512, 256, 3)
+             + bn(256) + conv(256, 128, 4) + bn(128) + conv(128, 32, 4) + bn(32)
+             + conv(32, 3, 4))  # fmt: skip
+    head = lin(256, 128) + bn(128) + lin(128, 1)
+    box_d = (_image_d() + lin(1024, 128) + conv(384, 256, 3) + bn(256) + conv(256, 256, 1)
+             + bn(256) + conv(256, 128, 1) + conv(256, 512, 4) + bn(512) + conv(512, 1024, 4)
+             + bn(1024) + conv(128, 512, 4) + bn(512) + conv(512, 128, 4) + bn(128)
+             + conv(1152, 512, 1) + bn(512) + conv(512, 128, 4) + bn(128) + head)  # fmt: skip
+    kp_g = (lin(100, 512) + lin(1024, 512) + lin(1024, 512) + bn(512) + conv(512, 512, 3)
+            + bn(512) + conv(15, 128, 4) + bn(128) + conv(128, 256, 4) + bn(256)
+            + conv(256, 512, 4) + bn(512) + lin(1024, 512) + bn(512) + conv(1024, 512, 4)
+            + bn(512) + conv(512, 256, 4) + bn(256) + conv(256, 128, 4) + bn(128)
+            + conv(655, 512, 3) + bn(512) + conv(512, 512, 3) + bn(512) + _bottleneck(512)
+            + conv(512, 256, 4) + bn(256) + conv(256, 128, 4) + bn(128) + conv(128, 3, 4))  # fmt: skip
+    kp_d = (_image_d() + lin(1024, 128) + conv(384, 256, 3) + bn(256) + conv(271, 256, 1)
+            + bn(256) + conv(256, 128, 1) + conv(256, 512, 4) + bn(512) + conv(512, 1024, 4)
+            + bn(1024) + conv(1152, 512, 1) + bn(512) + conv(512, 128, 4) + bn(128) + head)  # fmt: skip
+
+    def n(net):
+        return sum(p.numel() for p in net.parameters())
+
+    box, kp = GAWWNBox(), GAWWNKeypoints()
+    assert (n(box.generator), n(box.discriminator)) == (box_g, box_d)
+    assert (n(kp.generator), n(kp.discriminator)) == (kp_g, kp_d)
+
+
+def _box(n=2):
+    return torch.tensor([[0.1, 0.2, 0.5, 0.4]]).repeat(n, 1)
+
+
+def _keypoints(n=2):
+    kp = torch.zeros(n, 15, 3)
+    kp[:, CUB_PARTS.index("beak")] = torch.tensor([0.8, 0.3, 1.0])
+    kp[:, CUB_PARTS.index("tail")] = torch.tensor([0.2, 0.6, 1.0])
+    return kp
+
+
+@pytest.mark.parametrize("cls, key, where", [(GAWWNBox, "boxes", _box()),
+                                             (GAWWNKeypoints, "keypoints", _keypoints())])  # fmt: skip
+def test_model_contract(cls, key, where):
+    model = cls(text_dim=16, **TINY)
+    assert model.takes == ("text", key)
+    text, noise = torch.randn(2, 16), model.sample_noise(2)
+    out = model.sample(text, noise, **{key: where})
+    assert out.shape == (2, 3, 64, 64) and out.min() >= -1 and out.max() <= 1
+    assert model.discriminate(out, text, **{key: where}).shape == (2,)
+    # the location changes the image
+    moved = where.clone()
+    moved[..., 0] = 1 - moved[..., 0] - (moved[..., 2] if key == "boxes" else 0)
+    assert not torch.allclose(out, model.sample(text, noise, **{key: moved}))
+    with pytest.raises(ValueError, match=f"{cls.__name__} is conditioned on {key}"):
+        model.sample(text, noise)
+    other = "keypoints" if key == "boxes" else "boxes"
+    with pytest.raises(ValueError, match=f"takes text and {key} only, not {other}"):
+        model.sample(text, noise, **{key: where, other: where})
+
+
+def test_models_without_location_are_unchanged_and_refuse_it():
+    model = GANINTCLS(text_dim=16, image_size=32, ngf=8, ndf=8)
+    assert model.takes == ("text",)
+    text = torch.randn(2, 16)
+    assert model.sample(text, model.sample_noise(2)).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="GANINTCLS takes text only, not boxes"):
+        model.sample(text, boxes=_box())
+
+
+@pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
+def test_training_steps_on_synthetic_birds(cls, data_root):
+    dm = tiny_datamodule(data_root, image_size=64, load_size=76, flip=True)
+    model = cls(text_dim=dm.text_dim, **TINY)
+    before = [p.detach().clone() for p in model.generator.parameters()]
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=1)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters()))
+    assert {"train/d_real", "train/d_wrong"} <= set(trainer.callback_metrics)
+    assert "val/d_fake" in trainer.validate(model, datamodule=dm, verbose=False)[0]
+
+
+def test_flip_moves_a_left_keypoint_to_the_right(data_root):
+    dm = tiny_datamodule(data_root, image_size=32, flip=True)
+    ds = dm.dataset_of("train")
+    left, right = CUB_PARTS.index("left eye"), CUB_PARTS.index("right eye")
+    plain = ds.annotations(0, 0, 0, False)["keypoints"]
+    flipped = ds.annotations(0, 0, 0, True)["keypoints"]
+    side, other = (left, right) if plain[left, 2] > 0 else (right, left)
+    assert plain[side, 2] == 1 and plain[other, 2] == 0  # side view: one eye is hidden
+    assert flipped[side, 2] == 0 and flipped[other, 2] == 1
+    assert flipped[other, 0] == pytest.approx(1 - plain[side, 0])
+    assert flipped[other, 1] == pytest.approx(plain[side, 1])
+    box, fbox = ds.annotations(0, 0, 0, False)["boxes"], ds.annotations(0, 0, 0, True)["boxes"]
+    assert fbox[0] == pytest.approx(1 - box[0] - box[2]) and fbox[2] == pytest.approx(box[2])
+
+
+# ----------------------------------------------------------------- reading the birds back
+def test_read_bird_layout_reads_real_birds():
+    ious, beak = [], []
+    for i in range(40):
+        ex = make_example(0, "test", i, 64)
+        got = read_bird_layout(ex["image"])
+        ious.append(box_iou(got["box"], ex["box"]))
+        beak.append(np.abs(got["beak"] - ex["keypoints"][1, :2]).max() < 0.1)
+    assert np.median(ious) > 0.85 and np.mean(beak) > 0.95
+    assert read_bird_layout(np.full((32, 32, 3), 128, np.uint8))["box"] is None
+
+
+# ------------------------------------------------------------------------------ figures
+def test_location_rows_stay_inside_and_move():
+    rows = move_box(torch.tensor([0.3, 0.3, 0.4, 0.3]), 5)
+    assert [label for label, _ in rows][0] == "box moved left to right"
+    for _, boxes in rows:
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 1).all()
+    assert (
+        torch.all(rows[0][1][1:, 0] > rows[0][1][:-1, 0]) and rows[2][1][-1, 2] > rows[2][1][0, 2]
+    )
+    kp_rows = dict(move_keypoints(_keypoints(1)[0], 5))
+    beak = kp_rows["beak alone moved left to right"]
+    assert torch.all(beak[1:, 1, 0] > beak[:-1, 1, 0]) and torch.equal(
+        beak[:, 13], beak[:1, 13].expand(5, 3)
+    )
+
+
+def test_draw_location_marks_the_box_and_keypoints():
+    img = torch.full((1, 3, 32, 32), -1.0)
+    boxed = draw_location(img, "boxes", torch.tensor([[0.25, 0.25, 0.5, 0.5]]))
+    assert boxed[0, 0, 8, 8:24].min() > 0.9 and boxed[0, 0, 16, 16] == -1  # outline, not fill
+    dots = draw_location(img, "keypoints", _keypoints(1))
+    near_beak = dots[0, :, 8:12, 24:28]  # the beak is asked at (0.8, 0.3) of 32 px: (25.6, 9.6)
+    assert near_beak.max() > 0 and dots[0, :, 1, 1].max() == -1
+
+
+@pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
+def test_where_and_what_figures(cls, data_root, tmp_path):
+    dm = tiny_datamodule(data_root, image_size=64, load_size=76)
+    model = cls(text_dim=dm.text_dim, **TINY)
+    where, what = WhereGrid(steps=4), WhatGrid(num_captions=3, num_samples=2)
+    samples = SampleGrid(num_captions=2, num_samples=2)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        default_root_dir=tmp_path,
+                        callbacks=[where, what, samples, CaptionConsistency()])  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    # box: x, y, scale; keypoints: x, y, then beak and tail where the example shows them
+    kp = where.fixed["where"][0]
+    rows = 3 if cls is GAWWNBox else 2 + int(kp[1, 2] > 0) + int(kp[13, 2] > 0)
+    grid = Image.open(tmp_path / "where" / "epoch_0000.png")
+    assert grid.height == 2 * rows * 66 + 2  # each row, then it with the location drawn on
+    images, ncol, labels = where.draw(model)
+    assert ncol == 4 and len(images) == 2 * rows * 4 and labels[1].endswith("asked for")
+    images, ncol, labels = what.draw(model)
+    assert ncol == 3 and len(images) == 3 * 3 and labels[-1] == "noise 1: location asked for"
+    assert what.layout.startswith("columns: 1: ")
+    assert (tmp_path / "what" / "epoch_0000.png").is_file()
+    # the plain sample grid draws each caption at its own image's location
+    assert (
+        samples.fixed["where"].shape[0] == 2 and (tmp_path / "samples" / "epoch_0000.png").is_file()
+    )
+    assert "val/caption_acc" in trainer.callback_metrics
+    # the fixed inputs come back from the checkpoint state
+    again = WhereGrid(steps=4)
+    again.load_state_dict(where.state_dict())
+    assert torch.equal(again.draw(model)[0], where.draw(model)[0])
+    # a model without location gets no figure
+    plain = GANINTCLS(text_dim=dm.text_dim, image_size=64, ngf=4, ndf=4)
+    with pytest.warns(UserWarning, match="takes no boxes or keypoints"):
+        assert not WhereGrid().supports(plain)
+
+
+# ------------------------------------------------------------------------------ generate
+@pytest.fixture(scope="module")
+def gawwn_ckpts(data_root, tmp_path_factory) -> dict:
+    dm = tiny_datamodule(data_root, image_size=64, load_size=76, text_encoder=HashingEncoder())
+    paths = {}
+    for cls in (GAWWNBox, GAWWNKeypoints):
+        model = cls(text_dim=dm.text_dim, text_encoder=dm.text_encoder_spec, **TINY)
+        trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+        paths[cls] = tmp_path_factory.mktemp("gawwn") / f"{cls.__name__}.ckpt"
+        trainer.save_checkpoint(paths[cls])
+    return paths
+
+
+def test_generate_with_boxes(gawwn_ckpts, tmp_path, capsys):
+    out = tmp_path / "out"
+    generate_main(["--ckpt", str(gawwn_ckpts[GAWWNBox]), "--caption", "a red bird", "--box",
+                   "0.1,0.2,0.5,0.4", "--box", "0.4,0.4,0.5,0.5", "--num", "3", "--out",
+                   str(out)])  # fmt: skip
+    assert "wrote" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert "grid.png" in names and "grid_location.png" in names
+    assert len([n for n in names if n.endswith("_location.png")]) == 1 + 6  # 2 rows x 3
+    clean, marked = (
+        np.asarray(Image.open(out / n)) for n in ("c01_i00.png", "c01_i00_location.png")
+    )
+    assert clean.shape == marked.shape and (clean != marked).any()
+
+
+def test_generate_with_keypoints(gawwn_ckpts, tmp_path):
+    parts = tmp_path / "parts.json"
+    parts.write_text(json.dumps({"beak": [0.8, 0.3], "tail": [0.2, 0.6]}))
+    paths = generate(str(gawwn_ckpts[GAWWNKeypoints]), ["a blue bird"], num=2,
+                     out=str(tmp_path / "o"), keypoint_files=[str(parts)])  # fmt: skip
+    assert len([p for p in paths if p.name.startswith("c00_i")]) == 4  # 2 images, 2 copies
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--box", "0.5,0.5,0.6,0.2"], "outside the image"),
+    (["--box", "0.1,0.1,0,0.3"], "zero area"),
+    (["--box", "0.1,0.1,0.3"], "four numbers"),
+    (["--box", "a,b,c,d"], "four numbers"),
+    ([], "pass --box"),
+    (["--keypoints", "KP"], "takes text and boxes only"),
+])  # fmt: skip
+def test_generate_location_errors(gawwn_ckpts, tmp_path, args, message):
+    parts = tmp_path / "parts.json"
+    parts.write_text(json.dumps({"beak": [0.8, 0.3]}))
+    args = [str(parts) if a == "KP" else a for a in args]
+    with pytest.raises(ValueError, match=message):
+        generate_main(["--ckpt", str(gawwn_ckpts[GAWWNBox]), "--caption", "x", "--out",
+                       str(tmp_path / "o"), *args])  # fmt: skip
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"bill": [0.5, 0.5]}, "unknown part 'bill'"),
+    ({"beak": [1.5, 0.5]}, "outside"),
+    ({"beak": 0.5}, r"\[x, y\]"),
+    ([1, 2], "an object"),
+])  # fmt: skip
+def test_generate_keypoint_file_errors(gawwn_ckpts, tmp_path, content, message):
+    parts = tmp_path / "parts.json"
+    parts.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message):
+        generate(str(gawwn_ckpts[GAWWNKeypoints]), ["x"], out=str(tmp_path / "o"),
+                 keypoint_files=[str(parts)])  # fmt: skip
+    parts.write_text("{not json")
+    with pytest.raises(ValueError, match="not JSON"):
+        generate(str(gawwn_ckpts[GAWWNKeypoints]), ["x"], keypoint_files=[str(parts)])
+
+
+@pytest.mark.skipif(not REAL_CUB.exists(), reason="shared real data not present")
+@pytest.mark.parametrize("config", ["gawwn_box.yaml", "gawwn_keypoints.yaml"])
+def test_configs_fit_on_the_real_cub_subset(config, tmp_path):
+    run = cli(args=[
+        "fit", "--config", str(ROOT / "experiments" / config), "--data.root", str(tmp_path),
+        "--data.source", str(REAL_CUB), "--data.split", "official", "--data.skip_missing", "true",
+        "--data.text_encoder", "t2igan.data.HashingEncoder", "--data.batch_size", "4",
+        "--data.image_size", "64", "--data.load_size", "76", "--model.init_args.ngf", "4",
+        "--model.init_args.ndf", "4", "--trainer.fast_dev_run", "1",
+        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    assert run.trainer.state.finished and run.trainer.global_step > 0
+    batch = next(iter(run.datamodule.train_dataloader()))
+    assert batch["boxes"].shape == (4, 4) and batch["keypoints"].shape == (4, 15, 3)
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
