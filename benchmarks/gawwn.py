@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=45)
     parser.add_argument("--width", type=int, default=32, help="ngf = ndf")
     parser.add_argument("--root", default="data")
+    parser.add_argument("--no-d-head-norm", action="store_true",
+                        help="GAWWN without the BatchNorm1d of D's head (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--ckpt", default=None, help="score this checkpoint instead of training")
     a = parser.parse_args()
     L.seed_everything(0)
@@ -95,14 +97,10 @@ def main() -> None:
     dm.prepare_data()
     dm.setup("fit")
     cls = {"box": GAWWNBox, "keypoints": GAWWNKeypoints, "gan_int_cls": GANINTCLS}[a.model]
-    model = cls(
-        text_dim=dm.text_dim,
-        image_size=64,
-        ngf=a.width,
-        ndf=a.width,
-        text_encoder=dm.text_encoder_spec,
-    )
-    out = Path(f"runs/bench_gawwn_{a.model}")
+    extra = {"d_head_norm": False} if a.no_d_head_norm and cls is not GANINTCLS else {}
+    model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width,
+                text_encoder=dm.text_encoder_spec, **extra)  # fmt: skip
+    out = Path(f"runs/bench_gawwn_{a.model}" + ("_no_head_norm" if extra else ""))
     out.mkdir(parents=True, exist_ok=True)
     if a.ckpt:
         model = cls.load_from_checkpoint(a.ckpt, map_location="cpu", weights_only=True)
@@ -117,7 +115,7 @@ def main() -> None:
     start = time.monotonic()
     trainer.fit(model, datamodule=dm)
     dm.setup("test")
-    result = {"model": a.model, "width": a.width, "minutes": round((time.monotonic() - start) / 60, 1),
+    result = {"model": a.model, **extra, "width": a.width, "minutes": round((time.monotonic() - start) / 60, 1),
               "epochs": trainer.current_epoch, "batches": trainer.global_step // 2,
               **scores(model, dm, out)}  # fmt: skip
     trainer.save_checkpoint(out / "last.ckpt")

@@ -138,6 +138,9 @@ def test_parameter_counts_equal_the_authors_torch_networks():
     box, kp = GAWWNBox(), GAWWNKeypoints()
     assert (n(box.generator), n(box.discriminator)) == (box_g, box_d)
     assert (n(kp.generator), n(kp.discriminator)) == (kp_g, kp_d)
+    # the opt-in head without BatchNorm1d (not the authors'): only that layer goes
+    plain = GAWWNBox(d_head_norm=False).discriminator
+    assert n(plain) == box_d - bn(128) and not isinstance(plain.head[1], torch.nn.BatchNorm1d)
 
 
 def _box(n=2):

@@ -200,7 +200,7 @@ class _Discriminator(nn.Module):
     """What both GAWWN discriminators share: the image trunk, the text projection
     ``prep_txt_d``, the global image path to 4 x 4 and the head on [local, global] vectors."""
 
-    def __init__(self, text_dim: int, proj_dim: int, ndf: int, m: int) -> None:
+    def __init__(self, text_dim: int, proj_dim: int, ndf: int, m: int, head_norm: bool = True):
         super().__init__()
         self.m = m
         self.image = image_features(ndf)
@@ -209,8 +209,9 @@ class _Discriminator(nn.Module):
         self.global_image = nn.Sequential(
             *_down_to_4(2 * ndf, _widths((2 * ndf, 4 * ndf, 8 * ndf), m)[1:], "lrelu")
         )
+        norm = nn.BatchNorm1d(ndf) if head_norm else nn.Identity()
         self.head = nn.Sequential(
-            nn.Linear(2 * ndf, ndf), nn.BatchNorm1d(ndf), nn.LeakyReLU(0.2), nn.Linear(ndf, 1)
+            nn.Linear(2 * ndf, ndf), norm, nn.LeakyReLU(0.2), nn.Linear(ndf, 1)
         )
 
     def global_head(self, c_in: int, ndf: int) -> nn.Sequential:
@@ -294,11 +295,12 @@ class BoxDiscriminator(_Discriminator):
         proj_dim: text projection size (``nt``, authors': 128).
         ndf: width (authors' script: 128).
         image_size: 128 (M = 16) or 64 (M = 8).
+        head_norm: BatchNorm1d in the head, as the authors' code (see ``GAWWNBox``).
     """
 
-    def __init__(self, text_dim=1024, proj_dim=128, ndf=128, image_size=128) -> None:
+    def __init__(self, text_dim=1024, proj_dim=128, ndf=128, image_size=128, head_norm=True):
         m = _map_size(image_size)
-        super().__init__(text_dim, proj_dim, ndf, m)
+        super().__init__(text_dim, proj_dim, ndf, m, head_norm)
         self.local_in = nn.Sequential(nn.Conv2d(2 * ndf + proj_dim, 2 * ndf, 3, 1, 1),
                                       *_bn_act(2 * ndf, "lrelu"))  # fmt: skip
         self.local = self.local_tail(2 * ndf, ndf)
@@ -371,11 +373,13 @@ class KeypointDiscriminator(_Discriminator):
         ndf: width (authors' script: 128).
         num_parts: K (CUB: 15).
         image_size: 128 (M = 16) or 64 (M = 8).
+        head_norm: BatchNorm1d in the head, as the authors' code (see ``GAWWNBox``).
     """
 
-    def __init__(self, text_dim=1024, proj_dim=128, ndf=128, num_parts=15, image_size=128):
+    def __init__(self, text_dim=1024, proj_dim=128, ndf=128, num_parts=15, image_size=128,
+                 head_norm=True):  # fmt: skip
         m = _map_size(image_size)
-        super().__init__(text_dim, proj_dim, ndf, m)
+        super().__init__(text_dim, proj_dim, ndf, m, head_norm)
         self.local_in = nn.Sequential(nn.Conv2d(2 * ndf + proj_dim, 2 * ndf, 3, 1, 1),
                                       *_bn_act(2 * ndf, "lrelu"))  # fmt: skip
         self.local = self.local_tail(2 * ndf + num_parts, ndf)
@@ -433,6 +437,10 @@ class _GAWWN(TextToImageGAN):
 
 
 _TRAINING_ARGS = """
+        d_head_norm: the BatchNorm1d of D's head (the authors' code: True). Real, wrong and
+            fake batches pass D separately, so that BatchNorm gives each batch the same mean
+            just before the last Linear and D learns slowly at first (docs/gawwn.md); False
+            (not in the paper, opt-in) drops it.
         cls_weight: weight of the wrong-text term in D's loss; the fake term gets
             ``1 - cls_weight`` (authors': 0.5).
         lr: Adam learning rate for G and D.
@@ -471,6 +479,7 @@ class GAWWNBox(_GAWWN):
         proj_dim: int = 128,
         ngf: int = 128,
         ndf: int = 128,
+        d_head_norm: bool = True,
         cls_weight: float = 0.5,
         lr: float = 2e-4,
         beta1: float = 0.5,
@@ -488,7 +497,7 @@ class GAWWNBox(_GAWWN):
         self.save_hyperparameters()
         self.set_networks(
             BoxGenerator(z_dim, text_dim, ngf, image_size),
-            BoxDiscriminator(text_dim, proj_dim, ndf, image_size),
+            BoxDiscriminator(text_dim, proj_dim, ndf, image_size, d_head_norm),
         )
 
     def condition(self, where: torch.Tensor) -> torch.Tensor:
@@ -524,6 +533,7 @@ class GAWWNKeypoints(_GAWWN):
         ngf: int = 128,
         ndf: int = 128,
         num_parts: int = 15,
+        d_head_norm: bool = True,
         cls_weight: float = 0.5,
         lr: float = 2e-4,
         beta1: float = 0.5,
@@ -542,7 +552,7 @@ class GAWWNKeypoints(_GAWWN):
         self.num_parts = num_parts
         self.set_networks(
             KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size),
-            KeypointDiscriminator(text_dim, proj_dim, ndf, num_parts, image_size),
+            KeypointDiscriminator(text_dim, proj_dim, ndf, num_parts, image_size, d_head_norm),
         )
 
     def condition(self, where: torch.Tensor) -> torch.Tensor:
