@@ -112,8 +112,8 @@ def bare_round(model, opts, batch: dict, steps: int, precision: str, device: str
 
 
 def loader_speed(batch_size: int, batches: int, workers: int) -> float:
-    """Images/s of the synthetic birds' training loader at 64 x 64 (in-memory images, the
-    path a prepared cache takes), all-MiniLM embeddings precomputed."""
+    """Images/s of the synthetic birds' training loader at 64 x 64 (in-memory images: the
+    synthetic birds have no cache file), hashing caption embeddings precomputed."""
     from t2igan.data import HashingEncoder, T2IDataModule
 
     dm = T2IDataModule("synthetic", "data", image_size=64, load_size=76, flip=True,
