@@ -53,6 +53,7 @@ def _fit(run: Path, dm, epochs: int, ckpt_path=None, crash=None, **kwargs) -> GA
     logger = CSVLogger(run, name="logs", flush_logs_every_n_steps=1)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=logger, log_every_n_steps=1,
+        limit_train_batches=5,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=run, callbacks=callbacks, **kwargs,
     )  # fmt: skip
@@ -81,13 +82,13 @@ CASES = {
     # name: (trainer options, crash at (epoch, batch))
     "epoch_end": ({"limit_val_batches": 0}, (1, 3)),
     "val_every_2_epochs": ({"check_val_every_n_epoch": 2, "limit_val_batches": 2}, (2, 3)),
-    "mid_epoch": ({"limit_val_batches": 0, "every_n_batches": 3}, (1, 5)),
-    # Lightning's ModelCheckpoint: at validation end (validation every 2 epochs), and every 6
-    # optimiser steps (3 batches), mid-epoch
+    "mid_epoch": ({"limit_val_batches": 0, "every_n_batches": 2}, (1, 3)),
+    # Lightning's ModelCheckpoint: at validation end (validation every 2 epochs), and every 4
+    # optimiser steps (2 batches), mid-epoch
     "lightning_at_val_end": ({"check_val_every_n_epoch": 2, "limit_val_batches": 2,
                               "plain": {}}, (2, 3)),
     "lightning_every_n_steps": ({"limit_val_batches": 0,
-                                 "plain": {"every_n_train_steps": 6}}, (1, 5)),
+                                 "plain": {"every_n_train_steps": 4}}, (1, 3)),
 }  # fmt: skip
 
 
@@ -102,13 +103,17 @@ def test_resume_after_a_crash_is_exact(case, data_root, tmp_path):
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     expected, got = _logged(tmp_path / "a"), _logged(tmp_path / "b")
-    assert len(expected) > 30
+    assert len(expected) > 20
     assert {k: v for k, v in got.items() if expected.get(k) != v} == {}
     assert got.keys() == expected.keys()
-    # the epoch-end figures were drawn once each, as in the unbroken run
-    assert sorted(p.name for p in (tmp_path / "b/samples").glob("*.png")) == sorted(
-        p.name for p in (tmp_path / "a/samples").glob("*.png")
-    )
+    # the epoch-end figures were drawn once each, as in the unbroken run; the last one after
+    # the resume, from the fixed captions and noise the checkpoint kept, is the same picture
+    grids = sorted(p.name for p in (tmp_path / "a/samples").glob("*.png"))
+    assert sorted(p.name for p in (tmp_path / "b/samples").glob("*.png")) == grids
+    last = grids[-1]
+    assert (tmp_path / "a/samples" / last).read_bytes() == (
+        tmp_path / "b/samples" / last
+    ).read_bytes()
 
 
 def test_checkpoint_every_epoch_and_kept_copies(data_root, tmp_path):

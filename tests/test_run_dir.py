@@ -16,7 +16,8 @@ def _fit(data_root, *extra: str):
     return cli(["fit", "--config", QUICKSTART, *TINY_DATA, "--data.root", str(data_root),
                 "--model.init_args.ngf", "8", "--model.init_args.ndf", "8",
                 "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-                *extra])  # fmt: skip
+                "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                "--trainer.check_val_every_n_epoch", "1", *extra])  # fmt: skip
 
 
 def test_default_root_dir_moves_every_output_and_loggers_share_one_version(data_root, tmp_path):
