@@ -12,6 +12,8 @@ from PIL import Image
 
 from t2igan.data.contract import CUB_PARTS
 
+from .t7_writer import save_t7
+
 #: Image sizes (w, h) cycled over the fixture images: not square, not all alike.
 SIZES = ((80, 60), (64, 96), (100, 70))
 
@@ -193,60 +195,6 @@ def py2_pickle(path: Path, obj, unicode_text: bool = False) -> Path:
     return path
 
 
-# --- a minimal Torch7 serialiser (the format torchfile reads), for Reed's .t7 fixtures --------
-
-
-class _T7Writer:
-    def __init__(self, f):
-        self.f, self.index = f, 0
-
-    def int(self, v):
-        self.f.write(struct.pack("<i", v))
-
-    def long(self, v):
-        self.f.write(struct.pack("<q", v))
-
-    def string(self, s: str):
-        b = s.encode()
-        self.int(len(b))
-        self.f.write(b)
-
-    def obj(self, v):
-        if isinstance(v, str):
-            self.int(2)
-            self.string(v)
-        elif isinstance(v, dict):
-            self.int(3)
-            self.index += 1
-            self.int(self.index)
-            self.int(len(v))
-            for k, x in v.items():
-                self.obj(k)
-                self.obj(x)
-        elif isinstance(v, np.ndarray):
-            kind, fmt = ("Float", "f") if v.dtype == np.float32 else ("Byte", "B")
-            self.int(4)
-            self.index += 1
-            self.int(self.index)
-            self.string("V 1")
-            self.string(f"torch.{kind}Tensor")
-            self.int(v.ndim)
-            for s in v.shape:
-                self.long(s)
-            for s in np.array(v.strides) // v.itemsize:
-                self.long(int(s))
-            self.long(1)  # storage offset, 1-based
-            self.int(4)
-            self.index += 1
-            self.int(self.index)
-            self.string("V 1")
-            self.string(f"torch.{kind}Storage")
-            self.long(v.size)
-            self.f.write(struct.pack(f"<{v.size}{fmt}", *v.reshape(-1).tolist()))
-        else:
-            raise TypeError(type(v))
-
-
 def write_reed_t7(path: Path, img: str, txt: np.ndarray, captions: list[str]) -> None:
     """One of Reed's per-image tables: ``img``, ``txt`` (C, D) and ``char`` (201, C) bytes."""
     from t2igan.data.paper_files import REED_ALPHABET
@@ -256,8 +204,7 @@ def write_reed_t7(path: Path, img: str, txt: np.ndarray, captions: list[str]) ->
         for i, ch in enumerate(text[:201]):
             char[i, j] = REED_ALPHABET.index(ch) + 1
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        _T7Writer(f).obj({"img": img, "txt": txt.astype(np.float32), "char": char})
+    save_t7(path, {"img": img, "txt": txt.astype(np.float32), "char": char})
 
 
 def write_port_hdf5(path: Path, images: dict[str, tuple[str, list[str]]], dim: int = 8) -> None:

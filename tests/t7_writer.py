@@ -1,5 +1,6 @@
-"""A minimal Torch7 serialiser (torch.save's binary format, as torch7/File.lua writes it) for the
-tests of the ``.t7`` converter: tables, strings, numbers, float tensors and storages, Torch
+"""A minimal Torch7 serialiser (torch.save's binary format, as torch7/File.lua writes it, the
+format torchfile reads) for the tests of the ``.t7`` converter and Reed's per-image ``.t7``
+fixtures: tables, strings, numbers, float and byte tensors (numpy arrays) and storages, Torch
 objects; objects written twice (a shared storage) are written once and referenced after."""
 
 from __future__ import annotations
@@ -19,19 +20,24 @@ class Obj:
 
 
 class Storage:
+    """A FloatStorage, or a ByteStorage for uint8 data."""
+
     def __init__(self, data: np.ndarray) -> None:
-        self.data = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
+        data = np.asarray(data)
+        self.kind, dtype = ("Byte", np.uint8) if data.dtype == np.uint8 else ("Float", "<f4")
+        self.data = np.ascontiguousarray(data, dtype=dtype).reshape(-1)
 
 
 class Tensor:
-    """A FloatTensor view of ``storage`` (contiguous, shape ``shape``)."""
+    """A tensor view of ``storage`` (contiguous, shape ``shape``)."""
 
     def __init__(self, storage: Storage, shape: tuple[int, ...]) -> None:
         self.storage, self.shape = storage, shape
 
 
 def tensor(a) -> Tensor:
-    a = np.asarray(a, dtype=np.float32)
+    a = np.asarray(a)
+    a = a if a.dtype == np.uint8 else a.astype(np.float32)
     return Tensor(Storage(a), a.shape)
 
 
@@ -80,10 +86,12 @@ class _Writer:
                 self.string("V 1")
                 self.string(v.typename)
                 self.obj(v.fields)
+        elif isinstance(v, np.ndarray):
+            self.obj(tensor(v))
         elif isinstance(v, Tensor):
             if self.ref(v, TORCH):
                 self.string("V 1")
-                self.string("torch.FloatTensor")
+                self.string(f"torch.{v.storage.kind}Tensor")
                 self.int(len(v.shape))
                 strides = np.cumprod((1, *v.shape[::-1]))[:-1][::-1]
                 for s in v.shape:
@@ -95,9 +103,9 @@ class _Writer:
         elif isinstance(v, Storage):
             if self.ref(v, TORCH):
                 self.string("V 1")
-                self.string("torch.FloatStorage")
+                self.string(f"torch.{v.kind}Storage")
                 self.long(len(v.data))
-                self.f.write(v.data.astype("<f4").tobytes())
+                self.f.write(v.data.tobytes())
         else:
             raise TypeError(type(v))
 

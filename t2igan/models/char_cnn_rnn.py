@@ -277,8 +277,8 @@ class ImageEncoder(nn.Module):
                     f"(got {backbone_weights}); nothing is downloaded"
                 )
             net = getattr(torchvision.models, backbone)(weights=None)
-            net.load_state_dict(torch.load(backbone_weights, map_location="cpu",
-                                           weights_only=True))  # fmt: skip
+            state = torch.load(backbone_weights, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
             out = net.fc.in_features
             net.fc = nn.Identity()
             self.features = net
