@@ -8,6 +8,8 @@ t2igan generate --ckpt RUN/checkpoints/last.ckpt --caption "a bird with a red bo
 t2igan generate --ckpt STYLE_RUN/checkpoints/last.ckpt --style-image bird.png --caption "..."
 t2igan generate --ckpt GAWWN_RUN/checkpoints/last.ckpt --caption "..." --box 0.1,0.2,0.5,0.4
 t2igan generate --ckpt GAWWN_KP_RUN/checkpoints/last.ckpt --caption "..." --keypoints parts.json
+t2igan generate --ckpt GAWWN_KP_RUN/... --keypoint-generator KG_RUN/... --caption "..." [--keypoints]
+t2igan app --ckpt GAWWN_KP_RUN/checkpoints/last.ckpt --keypoint-generator KG_RUN/...
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from t2igan.callbacks.checkpoint import checkpoint_dir, resume_path, use_atomic_checkpoints
+from t2igan.callbacks.location import drawable, part_names
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.classpath import import_class
 from t2igan.command import (
@@ -49,6 +53,7 @@ from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
 from t2igan.evaluate import evaluate_main
 from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.models.gawwn_keypoints import DRAW_VISIBLE
 from t2igan.run import follow_run_dir
 
 
@@ -92,7 +97,9 @@ class T2IGANCLI(LightningCLI):
 
 def cli(args: list[str] | None = None) -> T2IGANCLI:
     return T2IGANCLI(
-        TextToImageGAN,
+        # Any LightningModule by class_path: the text-to-image GANs, and models that are not
+        # one, such as GAWWN's keypoint generator. Each takes the linked data arguments.
+        L.LightningModule,
         T2IDataModule,
         subclass_mode_model=True,
         # GANs own two optimisers: a --optimizer would silently replace them, so there is none.
@@ -146,15 +153,58 @@ def lead_line(parser: LightningArgumentParser, message: str) -> str:
 #: whole factor, so pixels stay square) by ``generate``: a 32 px sample is not a thumbnail.
 READABLE_SIDE = 128
 #: The files ``generate`` writes: the grid, and image II of caption CC.
-GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})(_location)?\.png")
+GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})((_location)?\.png|\.json)")
 
 
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageGAN:
-    """Load any t2igan model from a checkpoint (the class is recorded in it)."""
+    """Load any t2igan text-to-image model from a checkpoint (the class is recorded in it)."""
     how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
     _, class_path = read_checkpoint(ckpt, "checkpoint", how)
+    if class_path.endswith(".GAWWNKeypointGenerator"):
+        raise ValueError(f"{ckpt} is a GAWWN keypoint generator (it draws keypoints, not images): "
+                         "pass it as --keypoint-generator, with a GAWWNKeypoints checkpoint as "
+                         "--ckpt")  # fmt: skip
     cls = import_class(class_path, TextToImageGAN)
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
+
+
+def load_keypoint_generator(ckpt: str | Path, device: str | torch.device = "cpu"):
+    """Load a ``GAWWNKeypointGenerator`` checkpoint (``--keypoint-generator``)."""
+    from t2igan.models.gawwn_keypoints import GAWWNKeypointGenerator
+
+    how = ("train one with `t2igan fit --config experiments/gawwn_keypoint_generator.yaml` and "
+           "pass runs/gawwn_keypoint_generator/checkpoints/last.ckpt")  # fmt: skip
+    _, class_path = read_checkpoint(ckpt, "--keypoint-generator", how)
+    cls = import_class(class_path)
+    if not (isinstance(cls, type) and issubclass(cls, GAWWNKeypointGenerator)):
+        raise ValueError(f"--keypoint-generator {ckpt} holds a {class_path.rpartition('.')[2]}, "
+                         f"not a GAWWNKeypointGenerator: {how}")  # fmt: skip
+    return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
+
+
+def check_keypoint_generator(ckpt: str, model, kg_ckpt: str, kg) -> None:
+    """A ValueError when the keypoint generator ``kg`` cannot feed the image ``model``: a model
+    that takes no keypoints, another number of parts or another text encoder."""
+    name = f"{ckpt} ({type(model).__name__})"
+    if "keypoints" not in model.takes:
+        raise ValueError(f"--keypoint-generator draws keypoints for a keypoint model "
+                         f"(GAWWNKeypoints); {name} takes {' and '.join(model.takes)}")  # fmt: skip
+    if kg.num_parts != model.num_parts:
+        raise ValueError(f"--keypoint-generator {kg_ckpt} draws {kg.num_parts} parts, {name} "
+                         f"takes {model.num_parts}")  # fmt: skip
+    mine, theirs = kg.hparams.get("text_encoder"), model.hparams.get("text_encoder")
+    if mine != theirs:
+        raise ValueError(f"--keypoint-generator {kg_ckpt} and {ckpt} embed captions with "
+                         f"different text encoders ({(mine or {}).get('class_path')} vs "
+                         f"{(theirs or {}).get('class_path')}): train both on the same data "
+                         "settings")  # fmt: skip
+
+
+def keypoints_json(keypoints: torch.Tensor, names: tuple[str, ...]) -> str:
+    """(K, 3) keypoints as ``--keypoints``' JSON: visible part name -> [x, y] (4 decimals)."""
+    parts = {n: [round(float(x), 4), round(float(y), 4)]
+             for n, (x, y, v) in zip(names, keypoints.tolist()) if v > 0}  # fmt: skip
+    return json.dumps(parts, indent=1) + "\n"
 
 
 def torch_device(device: str) -> torch.device:
@@ -276,6 +326,7 @@ def generate(
     device: str = "cpu", style_images: list[str] | None = None, style_steps: int = 0,
     style_rescale: bool | None = None, text_encoder: str | None = None,
     boxes: list[str] | None = None, keypoint_files: list[str] | None = None,
+    keypoint_generator: str | None = None,
 ) -> list[Path]:  # fmt: skip
     """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
     caption); returns the paths written, the grid first. Captions are embedded with the encoder
@@ -306,6 +357,11 @@ def generate(
             (``grid_location.png``, ``cCC_iII_location.png``).
         keypoint_files: for a keypoint-conditional model: JSON files of part -> [x, y]
             (:func:`read_keypoints`); one grid row per (caption, file), copies as for boxes.
+            The keypoints of each image are written beside it (``cCC_iII.json``, the same
+            format, so a file can be passed back).
+        keypoint_generator: a ``GAWWNKeypointGenerator`` checkpoint for a keypoint model: the
+            keypoints are drawn from the caption (and the noise, the image's own), all of them,
+            or with ``keypoint_files`` the parts each file gives are kept and the rest drawn.
     """
     from t2igan.callbacks.figures import labelled_grid
     from t2igan.callbacks.interpolation import lerp
@@ -316,9 +372,20 @@ def generate(
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out} is a file: pass a folder (it is made if missing)")
     pictures = [open_image(p) for p in style_images or []]  # bad files fail before the model loads
-    asked = {"boxes": [parse_box(b) for b in boxes or []],
-             "keypoints": [read_keypoints(f) for f in keypoint_files or []]}  # fmt: skip
+    for f in keypoint_files or []:  # read once the model says which parts it has
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"--keypoints {f} does not exist")
+    boxes_asked = [parse_box(b) for b in boxes or []]
     model = load_model(ckpt, torch_device(device))
+    kg = None
+    if keypoint_generator is not None:
+        kg = load_keypoint_generator(keypoint_generator, torch_device(device))
+        check_keypoint_generator(ckpt, model, keypoint_generator, kg)
+    names = part_names(model.num_parts) if "keypoints" in model.takes else CUB_PARTS
+    asked = {"boxes": boxes_asked,
+             "keypoints": [read_keypoints(f, names) for f in keypoint_files or []]}  # fmt: skip
+    if kg is not None and not asked["keypoints"]:  # text only: nothing given, all drawn
+        asked["keypoints"] = [torch.zeros(model.num_parts, 3)]
     key, where = check_location(ckpt, model, asked)
     spec = model.hparams.get("text_encoder")
     if text_encoder is not None:
@@ -364,11 +431,20 @@ def generate(
         text = text.repeat_interleave(len(where), 0)
         flag = {"boxes": boxes, "keypoints": keypoint_files}[key]
         word = {"boxes": "box", "keypoints": "keypoints"}[key]
+        if kg is not None:
+            flag = [f"{f} completed by G_k" for f in flag] if flag else ["drawn by G_k"]
+            word = "keypoints"
         labels = [f"{c} | {word} {f}" for c in labels for f in flag]
         cond = {
             key: where.repeat(len(captions), *[1] * (where.dim() - 1)).repeat_interleave(cols, 0)
         }
         rows = len(text)
+        if kg is not None:  # the given parts kept, the rest drawn from the caption and noise
+            z = noise.repeat(rows, 1)
+            if kg.z_dim != model.z_dim:
+                z = kg.sample_noise(len(z), generator=torch.Generator().manual_seed(seed + 1))
+            drawn = kg.complete(text.repeat_interleave(cols, 0), z, cond[key]).cpu()
+            cond[key] = drawable(drawn, DRAW_VISIBLE)
     # (rows * cols) images: the same noise (style) in every row, one caption per row
     images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(rows, 1), **cond).cpu()
     grid = images if top is None else torch.cat([top, images])
@@ -388,6 +464,10 @@ def generate(
     for path, img in files:
         paths.append(path)
         labelled_grid(readable(img[None]), 1).save(path)
+    if key == "keypoints":  # the keypoints each image was drawn from, as --keypoints reads them
+        for k, kp in enumerate(cond[key]):
+            paths.append(out_dir / f"c{k // cols:02d}_i{k % cols:02d}.json")
+            paths[-1].write_text(keypoints_json(kp, names))
     remove_earlier_files(out_dir, paths)
     return paths
 
@@ -410,7 +490,7 @@ def check_location(
         raise ValueError(f"{name} draws where it is told: pass {flags[key]} (repeat for rows)")
     where = torch.stack(asked[key])
     if key == "keypoints" and where.shape[1] != getattr(model, "num_parts", where.shape[1]):
-        raise ValueError(f"{name} has {model.num_parts} parts, not the {where.shape[1]} CUB parts")
+        raise ValueError(f"{name} has {model.num_parts} parts, not {where.shape[1]}")
     return key, where
 
 
@@ -459,10 +539,14 @@ def generate_main(argv: list[str]) -> None:
                         help="keypoint-conditional models (GAWWN): a JSON file of CUB part name "
                         '-> normalised [x, y], e.g. {"beak": [0.7, 0.3]}; parts left out are '
                         "invisible; repeat for one row per file")  # fmt: skip
+    parser.add_argument("--keypoint-generator", default=None,
+                        help="a GAWWNKeypointGenerator checkpoint for a keypoint model: draw the "
+                        "keypoints from the caption, or with --keypoints keep the parts given "
+                        "and draw the rest")  # fmt: skip
     a = parser.parse_args(argv)
     paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device, a.style_image,
                      a.style_steps, a.style_rescale, a.text_encoder, a.box,
-                     a.keypoints)  # fmt: skip
+                     a.keypoints, a.keypoint_generator)  # fmt: skip
     print(f"wrote {len(paths)} images to {Path(a.out)}/ (grid: {paths[0]})")
 
 

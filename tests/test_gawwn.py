@@ -321,7 +321,11 @@ def test_generate_with_keypoints(gawwn_ckpts, tmp_path):
     parts.write_text(json.dumps({"beak": [0.8, 0.3], "tail": [0.2, 0.6]}))
     paths = generate(str(gawwn_ckpts[GAWWNKeypoints]), ["a blue bird"], num=2,
                      out=str(tmp_path / "o"), keypoint_files=[str(parts)])  # fmt: skip
-    assert len([p for p in paths if p.name.startswith("c00_i")]) == 4  # 2 images, 2 copies
+    assert len([p for p in paths if p.name.startswith("c00_i") and p.suffix == ".png"]) == 4
+    # the keypoints of each image beside it, as --keypoints reads them (2 images, 2 copies)
+    for k in range(2):
+        assert json.loads((tmp_path / "o" / f"c00_i{k:02d}.json").read_text()) == {
+            "beak": [0.8, 0.3], "tail": [0.2, 0.6]}  # fmt: skip
 
 
 @pytest.mark.parametrize("args, message", [

@@ -55,10 +55,16 @@ MODELS = {
         text_dim=dm.text_dim, image_size=dm.image_size, ngf=4, ndf=4,
         text_encoder=dm.text_encoder_spec,
     ),
+    # the MHP variant (main_mhp.lua's G, ELU + Dropout D, fake-score threshold) on birds' parts
+    "gawwn_mhp": lambda dm: GAWWNKeypoints(
+        text_dim=dm.text_dim, image_size=dm.image_size, ngf=4, ndf=4, g_variant="mhp",
+        d_activation="elu", d_dropout=0.2, fake_score_threshold=0.2, ema_decay=0.9,
+        text_encoder=dm.text_encoder_spec,
+    ),
 }  # fmt: skip
 #: Image size each model trains at in the contract run (default 32).
 IMAGE_SIZE: dict[str, int] = {"stackgan_stage2": 64, "stackgan": 64, "stackgan_in_stage2": 64,
-                              "gawwn_box": 64, "gawwn_keypoints": 64}  # fmt: skip
+                              "gawwn_box": 64, "gawwn_keypoints": 64, "gawwn_mhp": 64}  # fmt: skip
 #: The networks a case trains when they are not ``generator`` / ``discriminator``: the one-run
 #: StackGAN trains Stage-I's pair during its Stage-I phase (its ``generator`` is Stage-II's).
 TRAINED: dict[str, tuple[str, str]] = {"stackgan": ("stage1_generator", "stage1_discriminator")}

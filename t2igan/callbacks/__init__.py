@@ -8,7 +8,7 @@ from t2igan.callbacks.interpolation import (
     NoiseInterpolation,
     StyleTransferGrid,
 )
-from t2igan.callbacks.location import WhatGrid, WhereGrid
+from t2igan.callbacks.location import GeneratedKeypointsGrid, WhatGrid, WhereGrid
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.callbacks.samples import SampleGrid
 from t2igan.callbacks.speed_ups import SpeedUps
@@ -17,6 +17,7 @@ from t2igan.callbacks.stages import StageSamples
 __all__ = [
     "CaptionConsistency",
     "CaptionInterpolation",
+    "GeneratedKeypointsGrid",
     "ImageMetrics",
     "NoiseInterpolation",
     "RunCheckpoint",

@@ -1,7 +1,9 @@
 """GAWWN's figures (Reed et al., NIPS 2016): "where" (fixed caption and noise, the box or the
 keypoints moved along each row) and "what" (fixed location, the captions changed along each row),
 for every model that takes boxes or keypoints (``model.takes``). The location asked for is drawn
-on a copy of each image (box outline, keypoint dots) in the row below it."""
+on a copy of each image (box outline, keypoint dots) in the row below it. Generated keypoints
+(:class:`GeneratedKeypointsGrid`): for fixed captions, keypoint samples of the conditional
+keypoint generator and the images drawn from them."""
 
 from __future__ import annotations
 
@@ -15,12 +17,30 @@ from PIL import Image, ImageDraw
 
 from t2igan.callbacks.figures import FixedInputFigure
 from t2igan.data.contract import CUB_PARTS
+from t2igan.data.mpii import MPII_PARTS
 
 #: The conditioning names (batch contract keys) that say where to draw.
 LOCATIONS = ("boxes", "keypoints")
 #: One colour per keypoint (hues around the circle), so a reader can tell the parts apart.
 PART_COLOURS = [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(k / 15, 0.9, 1.0))
                 for k in range(15)]  # fmt: skip
+
+
+def part_names(num_parts: int) -> tuple[str, ...]:
+    """The names of a keypoint model's ``num_parts`` parts: CUB's 15 or MPII's 17 (GAWWN's MHP
+    form), in the data readers' orders."""
+    names = {len(CUB_PARTS): CUB_PARTS, len(MPII_PARTS): MPII_PARTS}
+    if num_parts not in names:
+        raise ValueError(f"no part names for {num_parts} keypoints: t2igan knows CUB's 15 and "
+                         "MPII's 17")  # fmt: skip
+    return names[num_parts]
+
+
+def drawable(keypoints: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Generated keypoints (B, K, 3) with visibility above ``threshold`` set to 1 and the others
+    to (0, 0, 0): what the keypoint GAWWN is given (the authors' demo: visibility > 0.5)."""
+    visible = (keypoints[..., 2:3] > threshold).to(keypoints)
+    return torch.cat([keypoints[..., :2], torch.ones_like(visible)], -1) * visible
 
 
 def location_of(model) -> str | None:
@@ -199,3 +219,85 @@ class WhatGrid(_LocationFigure):
         shown = draw_location(images[:cols], f["key"], where[:cols])
         labels = [f"noise {r + 1}" for r in range(rows)] + ["noise 1: location asked for"]
         return torch.cat([images.cpu(), shown]), cols, labels
+
+
+class GeneratedKeypointsGrid(FixedInputFigure):
+    """Generated keypoints: for fixed validation captions, ``num_samples`` keypoint sets drawn by
+    the conditional keypoint generator G_k from text alone (fixed noise, one column each) and,
+    with an image model, the images the keypoint GAWWN draws from them (the same noise), as the
+    authors' ``demo_cub_keypoints_gen.lua``. Per caption: a row of the keypoints as dots on
+    grey, then the images, then the images with the dots. ``<run>/generated_keypoints/``.
+
+    It runs while either model trains: on a ``GAWWNKeypointGenerator`` (the images need
+    ``image_model``), or on a ``GAWWNKeypoints`` given ``keypoint_generator``.
+
+    Args:
+        every_n_epochs: epochs between figures.
+        num_captions: rows of captions.
+        num_samples: keypoint samples per caption.
+        seed: seed of the fixed noise.
+        image_model: a ``GAWWNKeypoints`` checkpoint to draw the images with (while G_k trains).
+        keypoint_generator: a ``GAWWNKeypointGenerator`` checkpoint (while the image model
+            trains).
+    """
+
+    key = "generated_keypoints"
+
+    def __init__(self, every_n_epochs: int = 1, num_captions: int = 3, num_samples: int = 6,
+                 seed: int = 0, image_model: str | None = None,
+                 keypoint_generator: str | None = None) -> None:  # fmt: skip
+        super().__init__(every_n_epochs, seed)
+        self.num_captions, self.num_samples = num_captions, num_samples
+        self.image_model, self.keypoint_generator = image_model, keypoint_generator
+        self._loaded: dict = {}
+
+    def _models(self, pl_module) -> tuple:
+        """(G_k, image model or None) for the module being trained, loading a checkpoint once."""
+        from t2igan.cli import load_keypoint_generator, load_model
+
+        if hasattr(pl_module, "complete"):
+            kg, path, load = pl_module, self.image_model, load_model
+        else:
+            kg, path, load = None, self.keypoint_generator, load_keypoint_generator
+        other = None
+        if path is not None:
+            if path not in self._loaded:
+                self._loaded[path] = load(path)
+            other = self._loaded[path].to(pl_module.device)
+        return (kg, other) if kg is not None else (other, pl_module)
+
+    def supports(self, pl_module) -> bool:
+        if hasattr(pl_module, "complete") or (
+            location_of(pl_module) == "keypoints" and self.keypoint_generator
+        ):
+            return True
+        if not self._warned:
+            rank_zero_warn(f"{type(self).__name__}: {type(pl_module).__name__} is not a "
+                           "keypoint generator, nor a keypoint model given keypoint_generator; "
+                           "no generated-keypoints figure is drawn")  # fmt: skip
+            self._warned = True
+        return False
+
+    def choose(self, trainer: L.Trainer, pl_module) -> dict:
+        ex = trainer.datamodule.caption_examples("val", self.num_captions)
+        kg, _ = self._models(pl_module)
+        return {"captions": ex["captions"], "text_emb": ex["text_emb"],
+                "noise": self.noise(kg, self.num_samples)}  # fmt: skip
+
+    def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
+        f = self.fixed
+        kg, image_model = self._models(pl_module)
+        side = image_model.image_size if image_model is not None else 64
+        grid, labels = [], []
+        n = self.num_samples
+        for caption, text in zip(f["captions"], f["text_emb"]):
+            kp = drawable(kg.complete(text.expand(n, -1), f["noise"])).cpu()
+            grid.append(draw_location(torch.zeros(n, 3, side, side), "keypoints", kp))
+            labels.append(f"{caption}: keypoints drawn")
+            if image_model is not None:
+                same = image_model.z_dim == kg.z_dim
+                noise = f["noise"] if same else self.noise(image_model, n)
+                images = image_model.sample(text.expand(n, -1), noise, keypoints=kp).cpu()
+                grid += [images, draw_location(images, "keypoints", kp)]
+                labels += [f"{caption}: images", f"{caption}: images with the keypoints"]
+        return torch.cat(grid), n, labels

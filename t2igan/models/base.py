@@ -330,14 +330,22 @@ class TextToImageGAN(L.LightningModule):
         k = 2 * self.current_pair()
         return tuple(items[k : k + 2])
 
+    def update_discriminator(self) -> bool:
+        """Whether this batch's D step applies its update (decided before the batch's losses):
+        always here; a model may skip it while D is ahead (GAWWN's MHP threshold). D's loss is
+        still computed, as the authors' code does."""
+        return True
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_d, opt_g = self._pair(self.optimizers())
+        update_d = self.update_discriminator()
         with self.toggled_optimizer(opt_d):
             d_loss, d_logs = self.discriminator_loss(batch)
             require_finite(self, "train/d_loss", d_loss, batch_idx)
             opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            opt_d.step()
+            if update_d:
+                self.manual_backward(d_loss)
+                opt_d.step()
         with self.toggled_optimizer(opt_g):
             g_loss, g_logs = self.generator_loss(batch)
             require_finite(self, "train/g_loss", g_loss, batch_idx)

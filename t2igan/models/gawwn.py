@@ -131,9 +131,19 @@ def _widths(widths: tuple[int, int, int], m: int) -> list[int]:
     return list(widths) if m == 16 else [widths[0], widths[2]]
 
 
+#: D's activations: the authors' LeakyReLU(0.2), or ELU (their MHP script's ``activationD=elu``).
+D_ACTIVATIONS = ("leaky_relu", "elu")
+
+
+def _act(name: str) -> nn.Module:
+    """``relu``, ``leaky_relu`` (slope 0.2, the Lua code's) or ``elu`` (alpha 1, Torch's)."""
+    if name not in ("relu", *D_ACTIVATIONS):
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(D_ACTIVATIONS)}")
+    return {"relu": nn.ReLU, "elu": nn.ELU}.get(name, lambda: nn.LeakyReLU(0.2))()
+
+
 def _bn_act(c: int, act: str) -> list[nn.Module]:
-    a = nn.ReLU() if act == "relu" else nn.LeakyReLU(0.2)
-    return [nn.BatchNorm2d(c), a]
+    return [nn.BatchNorm2d(c), _act(act)]
 
 
 def _down_to_4(c_in: int, widths: list[int], act: str) -> list[nn.Module]:
@@ -186,50 +196,52 @@ def _spread(v: torch.Tensor, m: int) -> torch.Tensor:
     return v[:, :, None, None].expand(-1, -1, m, m)
 
 
-def image_features(ndf: int) -> nn.Sequential:
+def image_features(ndf: int, act: str = "leaky_relu") -> nn.Sequential:
     """``imgGlobalD``: (B, 3, 8M, 8M) -> (B, 2 ndf, M, M), shared by D's two pathways."""
     return nn.Sequential(
-        nn.Conv2d(3, ndf, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf, ndf, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), *_bn_act(2 * ndf, "lrelu"),
-        nn.Conv2d(2 * ndf, 2 * ndf, 3, 1, 1), *_bn_act(2 * ndf, "lrelu"),
+        nn.Conv2d(3, ndf, 4, 2, 1), _act(act),
+        nn.Conv2d(ndf, ndf, 4, 2, 1), _act(act),
+        nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), *_bn_act(2 * ndf, act),
+        nn.Conv2d(2 * ndf, 2 * ndf, 3, 1, 1), *_bn_act(2 * ndf, act),
     )  # fmt: skip
 
 
 class _Discriminator(nn.Module):
     """What both GAWWN discriminators share: the image trunk, the text projection
-    ``prep_txt_d``, the global image path to 4 x 4 and the head on [local, global] vectors."""
+    ``prep_txt_d``, the global image path to 4 x 4 and the head on [local, global] vectors.
+    ``act`` is every activation of D (the authors': LeakyReLU 0.2; their MHP script: ELU)."""
 
-    def __init__(self, text_dim: int, proj_dim: int, ndf: int, m: int, head_norm: bool = True):
+    def __init__(self, text_dim: int, proj_dim: int, ndf: int, m: int, head_norm: bool = True,
+                 act: str = "leaky_relu"):  # fmt: skip
         super().__init__()
-        self.m = m
-        self.image = image_features(ndf)
-        self.project = nn.Sequential(nn.Linear(text_dim, proj_dim), nn.LeakyReLU(0.2))
+        self.m, self.act = m, act
+        self.image = image_features(ndf, act)
+        self.project = nn.Sequential(nn.Linear(text_dim, proj_dim), _act(act))
         # convGlobalD after the trunk: M x M -> 4 x 4
         self.global_image = nn.Sequential(
-            *_down_to_4(2 * ndf, _widths((2 * ndf, 4 * ndf, 8 * ndf), m)[1:], "lrelu")
+            *_down_to_4(2 * ndf, _widths((2 * ndf, 4 * ndf, 8 * ndf), m)[1:], act)
         )
         norm = nn.BatchNorm1d(ndf) if head_norm else nn.Identity()
-        self.head = nn.Sequential(
-            nn.Linear(2 * ndf, ndf), norm, nn.LeakyReLU(0.2), nn.Linear(ndf, 1)
-        )
+        self.local_act = _act(act)
+        self.head = nn.Sequential(nn.Linear(2 * ndf, ndf), norm, _act(act), nn.Linear(ndf, 1))
 
-    def global_head(self, c_in: int, ndf: int) -> nn.Sequential:
-        """``globalD`` after the concatenation: 1x1 conv to 4 ndf, 4x4 conv to ndf (B, ndf)."""
+    def global_head(self, c_in: int, ndf: int, dropout: float = 0.0) -> nn.Sequential:
+        """``globalD`` after the concatenation: 1x1 conv to 4 ndf, 4x4 conv to ndf (B, ndf),
+        then (``dropout`` > 0, the MHP script's) Dropout."""
+        drop = [nn.Dropout(dropout)] if dropout > 0 else []
         return nn.Sequential(
-            nn.Conv2d(c_in, 4 * ndf, 1), *_bn_act(4 * ndf, "lrelu"),
-            nn.Conv2d(4 * ndf, ndf, 4), *_bn_act(ndf, "lrelu"), nn.Flatten(),
+            nn.Conv2d(c_in, 4 * ndf, 1), *_bn_act(4 * ndf, self.act),
+            nn.Conv2d(4 * ndf, ndf, 4), *_bn_act(ndf, self.act), nn.Flatten(), *drop,
         )  # fmt: skip
 
-    @staticmethod
-    def local_tail(c_in: int, ndf: int) -> nn.Sequential:
-        """``regionD``'s 1x1 convolutions; the spatial mean and LeakyReLU follow in forward."""
-        return nn.Sequential(nn.Conv2d(c_in, 2 * ndf, 1), *_bn_act(2 * ndf, "lrelu"),
+    def local_tail(self, c_in: int, ndf: int) -> nn.Sequential:
+        """``regionD``'s 1x1 convolutions; the spatial mean and activation follow in forward."""
+        return nn.Sequential(nn.Conv2d(c_in, 2 * ndf, 1), *_bn_act(2 * ndf, self.act),
                              nn.Conv2d(2 * ndf, ndf, 1))  # fmt: skip
 
     def score(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
         """Logits (B,) of the local (B, ndf, M, M) map (before its mean) and global vectors."""
-        local = F.leaky_relu(local.mean((2, 3)), 0.2)
+        local = self.local_act(local.mean((2, 3)))
         return self.head(torch.cat([local, glob], 1)).flatten()
 
 
@@ -302,7 +314,7 @@ class BoxDiscriminator(_Discriminator):
         m = _map_size(image_size)
         super().__init__(text_dim, proj_dim, ndf, m, head_norm)
         self.local_in = nn.Sequential(nn.Conv2d(2 * ndf + proj_dim, 2 * ndf, 3, 1, 1),
-                                      *_bn_act(2 * ndf, "lrelu"))  # fmt: skip
+                                      *_bn_act(2 * ndf, "leaky_relu"))  # fmt: skip
         self.local = self.local_tail(2 * ndf, ndf)
         # txtGlobalD: the text map after the (crop) warp, M x M -> 4 x 4
         self.global_text = nn.Sequential(
@@ -320,6 +332,10 @@ class BoxDiscriminator(_Discriminator):
 
 
 # -------------------------------------------------------------------- keypoint networks
+#: The keypoint generator's variants: the authors' CUB script, or their MHP script.
+G_VARIANTS = ("cub", "mhp")
+
+
 class KeypointGenerator(nn.Module):
     """G(z, t, keypoint maps) of ``main_cub_keypoints.lua`` (architectures.md 2.4).
 
@@ -329,17 +345,24 @@ class KeypointGenerator(nn.Module):
         ngf: width (authors': 128).
         num_parts: K, keypoint maps (CUB: 15).
         image_size: 128 (M = 16) or 64 (M = 8).
+        variant: ``cub`` (``main_cub_keypoints.lua``) or ``mhp`` (``main_mhp.lua``: the local
+            pathway's Linear has no BatchNorm and ReLU, and a residual bottleneck and ReLU
+            follow its 3x3 deconvolution).
     """
 
-    def __init__(self, z_dim=100, text_dim=1024, ngf=128, num_parts=15, image_size=128) -> None:
+    def __init__(self, z_dim=100, text_dim=1024, ngf=128, num_parts=15, image_size=128,
+                 variant: str = "cub") -> None:  # fmt: skip
         super().__init__()
+        if variant not in G_VARIANTS:
+            raise ValueError(f"unknown generator variant {variant!r}; choose cub or mhp")
         self.m = m = _map_size(image_size)
         self.prep_noise = nn.Linear(z_dim, 4 * ngf)  # noise_txt: one module, both pathways
         self.prep_text = nn.Linear(text_dim, 4 * ngf)
-        self.local_vec = nn.Sequential(nn.Linear(8 * ngf, 4 * ngf), nn.BatchNorm1d(4 * ngf),
-                                       nn.ReLU())  # fmt: skip
+        vec = [nn.BatchNorm1d(4 * ngf), nn.ReLU()] if variant == "cub" else []
+        self.local_vec = nn.Sequential(nn.Linear(8 * ngf, 4 * ngf), *vec)
+        extra = [Bottleneck(4 * ngf), nn.ReLU()] if variant == "mhp" else []
         self.local_out = nn.Sequential(nn.ConvTranspose2d(4 * ngf, 4 * ngf, 3, 1, 1),
-                                       *_bn_act(4 * ngf, "relu"))  # fmt: skip
+                                       *_bn_act(4 * ngf, "relu"), *extra)  # fmt: skip
         self.global_vec = nn.Sequential(nn.Linear(8 * ngf, 4 * ngf), nn.BatchNorm1d(4 * ngf),
                                         nn.ReLU())  # fmt: skip
         # prep_loc_global: maps M x M -> 1 x 1
@@ -374,16 +397,18 @@ class KeypointDiscriminator(_Discriminator):
         num_parts: K (CUB: 15).
         image_size: 128 (M = 16) or 64 (M = 8).
         head_norm: BatchNorm1d in the head, as the authors' code (see ``GAWWNBox``).
+        activation: ``leaky_relu`` (0.2; the CUB script) or ``elu`` (the MHP script).
+        dropout: Dropout after the global pathway's vector (the MHP script: 0.2; CUB: none).
     """
 
     def __init__(self, text_dim=1024, proj_dim=128, ndf=128, num_parts=15, image_size=128,
-                 head_norm=True):  # fmt: skip
+                 head_norm=True, activation: str = "leaky_relu", dropout: float = 0.0):  # fmt: skip
         m = _map_size(image_size)
-        super().__init__(text_dim, proj_dim, ndf, m, head_norm)
+        super().__init__(text_dim, proj_dim, ndf, m, head_norm, activation)
         self.local_in = nn.Sequential(nn.Conv2d(2 * ndf + proj_dim, 2 * ndf, 3, 1, 1),
-                                      *_bn_act(2 * ndf, "lrelu"))  # fmt: skip
+                                      *_bn_act(2 * ndf, activation))  # fmt: skip
         self.local = self.local_tail(2 * ndf + num_parts, ndf)
-        self.global_out = self.global_head(8 * ndf + proj_dim, ndf)
+        self.global_out = self.global_head(8 * ndf + proj_dim, ndf, dropout)
 
     def forward(self, images: torch.Tensor, text_emb: torch.Tensor, maps: torch.Tensor):
         feat = self.image(images)  # (B, 2 ndf, M, M)
@@ -406,6 +431,9 @@ class _GAWWN(TextToImageGAN):
     def condition(self, where: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def track_fake_score(self, fake_logits: torch.Tensor) -> None:
+        """Follow D's scores of fakes (only the MHP setting of :class:`GAWWNKeypoints` does)."""
+
     def generate(self, generator, text_emb, noise, **conditioning):
         return generator(noise, text_emb, self.condition(conditioning[self.takes[1]]))
 
@@ -424,6 +452,7 @@ class _GAWWN(TextToImageGAN):
         real = self.discriminator(batch["images"], text, where)
         wrong = self.discriminator(batch["images"], wrong_text, where)
         fake_logits = self.discriminator(fake, text, where)
+        self.track_fake_score(fake_logits)
         w = self.hparams.cls_weight
         loss = bce(real, 1.0) + w * bce(wrong, 0.0) + (1 - w) * bce(fake_logits, 0.0)
         logs = {f"train/d_{k}": torch.sigmoid(v.float()).mean()
@@ -433,7 +462,9 @@ class _GAWWN(TextToImageGAN):
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         text, where = self._inputs(batch)
         fake = self.generator(self.sample_noise(len(text)), text, where)
-        return bce(self.discriminator(fake, text, where), 1.0), {}
+        fake_logits = self.discriminator(fake, text, where)
+        self.track_fake_score(fake_logits)
+        return bce(fake_logits, 1.0), {}
 
 
 _TRAINING_ARGS = """
@@ -518,7 +549,14 @@ class GAWWNKeypoints(_GAWWN):
         proj_dim: D's text projection size (``nt``).
         ngf: generator width (authors': 128).
         ndf: discriminator width (authors' script: 128).
-        num_parts: K, the number of parts (CUB: 15).
+        num_parts: K, the number of parts (CUB: 15; MPII in GAWWN's form: 17).
+        g_variant: ``cub`` (``main_cub_keypoints.lua``) or ``mhp`` (``main_mhp.lua``'s local
+            pathway; see :class:`KeypointGenerator`).
+        d_activation: D's activations: ``leaky_relu`` (CUB script) or ``elu`` (MHP script).
+        d_dropout: Dropout after D's global vector (MHP script: 0.2; CUB: 0).
+        fake_score_threshold: D is updated only while the running mean of D(fake) (decay 0.99,
+            updated in D's and in G's step, from 0.5) is above this (MHP script: 0.2; CUB: 0,
+            always). Its loss is computed either way, as in the Lua code.
     """
 
     __doc__ += _TRAINING_ARGS
@@ -533,6 +571,10 @@ class GAWWNKeypoints(_GAWWN):
         ngf: int = 128,
         ndf: int = 128,
         num_parts: int = 15,
+        g_variant: str = "cub",
+        d_activation: str = "leaky_relu",
+        d_dropout: float = 0.0,
+        fake_score_threshold: float = 0.0,
         d_head_norm: bool = True,
         cls_weight: float = 0.5,
         lr: float = 2e-4,
@@ -550,10 +592,28 @@ class GAWWNKeypoints(_GAWWN):
         )  # fmt: skip
         self.save_hyperparameters()
         self.num_parts = num_parts
+        self.fake_score_threshold = fake_score_threshold
+        if fake_score_threshold > 0:  # the Lua tracker, kept in checkpoints for exact resume
+            self.register_buffer("fake_score", torch.tensor(0.5))
         self.set_networks(
-            KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size),
-            KeypointDiscriminator(text_dim, proj_dim, ndf, num_parts, image_size, d_head_norm),
+            KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size, g_variant),
+            KeypointDiscriminator(
+                text_dim, proj_dim, ndf, num_parts, image_size, d_head_norm, d_activation, d_dropout
+            ),  # fmt: skip
         )
+
+    def track_fake_score(self, fake_logits: torch.Tensor) -> None:
+        """``fake_score = 0.99 fake_score + 0.01 mean D(fake)``, as ``main_mhp.lua``."""
+        if self.fake_score_threshold > 0:
+            score = torch.sigmoid(fake_logits.detach().float()).mean()
+            self.fake_score.mul_(0.99).add_(0.01 * score)
+
+    def update_discriminator(self) -> bool:
+        if self.fake_score_threshold <= 0:
+            return True
+        update = bool(self.fake_score > self.fake_score_threshold)
+        self.log("train/d_updated", float(update), batch_size=1)
+        return update
 
     def condition(self, where: torch.Tensor) -> torch.Tensor:
         if where.dim() != 3 or where.shape[1:] != (self.num_parts, 3):
