@@ -507,6 +507,12 @@ def remove_earlier_files(out_dir: Path, paths: list[Path]) -> None:
              f"({shown}), so it holds this run's only")  # fmt: skip
 
 
+def app_main(argv: list[str]) -> None:
+    from t2igan.app import app_main as run  # Gradio loads only for the page
+
+    run(argv)
+
+
 def generate_main(argv: list[str]) -> None:
     parser = CommandParser(
         prog="t2igan generate", description="Draw images for captions from a trained checkpoint."
@@ -553,6 +559,7 @@ def generate_main(argv: list[str]) -> None:
 #: Subcommands beside LightningCLI's fit / validate / test / predict: name -> main(argv).
 SUBCOMMANDS = {
     "generate": generate_main,
+    "app": app_main,
     "prepare": prepare_main,
     "download": download_main,
     "embed": embed_main,

@@ -25,6 +25,7 @@ COMMANDS = {
     "predict": "draw images for the test split's captions (--ckpt_path)",
     "evaluate": "IS, FID, KID, R-precision, CLIP score of a checkpoint (docs/evaluation.md)",
     "generate": "draw images for your own captions from a checkpoint",
+    "app": "GAWWN's what-and-where drawing as a local web page (needs the app extra)",
     "prepare": "check a dataset's raw files and write the HDF5 cache training reads",
     "download": "fetch a dataset's official archives (md5-checked, resumable)",
     "embed": "embed captions (one per line) into an HDF5 file",
