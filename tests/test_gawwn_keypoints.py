@@ -373,3 +373,30 @@ def test_mhp_configs_fit_on_the_real_mpii_subset(config, mpii_subset, tmp_path):
     batch = next(iter(run.datamodule.train_dataloader()))
     assert batch["keypoints"].shape == (4, 17, 3) and batch["text_emb"].shape[0] == 4
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
+
+
+def test_resume_after_a_crash_is_exact(kg_dm, tmp_path):
+    from t2igan.callbacks import RunCheckpoint
+
+    from .test_resume import Crash
+
+    def fit(run, crash=None, ckpt_path=None):
+        L.seed_everything(0)
+        model = GAWWNKeypointGenerator(text_dim=kg_dm.text_dim, lr_decay_every=2, **KG_TINY)
+        callbacks = [RunCheckpoint()] + ([Crash(*crash)] if crash else [])
+        trainer = L.Trainer(max_epochs=3, limit_train_batches=3, limit_val_batches=0,
+                            logger=False, enable_progress_bar=False, default_root_dir=run,
+                            callbacks=callbacks)  # fmt: skip
+        L.seed_everything(0)
+        if crash:
+            with pytest.raises(RuntimeError, match="simulated crash"):
+                trainer.fit(model, datamodule=kg_dm)
+        else:
+            trainer.fit(model, datamodule=kg_dm, ckpt_path=ckpt_path)
+        return model
+
+    straight = fit(tmp_path / "a")
+    fit(tmp_path / "b", crash=(1, 2))
+    resumed = fit(tmp_path / "b", ckpt_path=tmp_path / "b" / "checkpoints" / "last.ckpt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
