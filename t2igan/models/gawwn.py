@@ -36,6 +36,14 @@ keypoint script accepts ``keypoint_dim=8``; their box script has no 64 px varian
 network drops the 8 x 8 stage of each M = 16 pathway that runs between 4 x 4 and M x M (it goes
 straight from the 4 x 4 widths to the M x M widths); everything else is unchanged.
 
+MHP (humans, ``main_mhp.lua``, architectures.md 2.5) is :class:`GAWWNKeypoints` with 17 parts,
+``g_variant="mhp"`` (the local pathway's Linear without BatchNorm and ReLU, then a residual
+bottleneck after its deconvolution), ``d_activation="elu"``, ``d_dropout=0.2`` (after D's global
+vector) and ``fake_score_threshold=0.2`` (D updated only while the running mean of D(fake) is
+above it; the Lua updates that mean twice per batch from the D step's output, here once from
+D's step and once from G's): ``experiments/gawwn_mhp.yaml``. The keypoint generator G_k is in
+:mod:`t2igan.models.gawwn_keypoints`.
+
 Flips: the data layer mirrors boxes and keypoints with the image and swaps left and right parts
 (``left eye`` <-> ``right eye`` ...). The authors' loader mirrors x but does not swap the part
 channels, so there a flipped left eye stays in the left-eye map.
