@@ -30,6 +30,14 @@ EXTRA_ARGS: dict[str, list[str]] = {
     **{f"gawwn_{kind}.yaml": ["--data.image_size", "64", "--data.load_size", "76",
                               "--model.init_args.ngf", "4", "--model.init_args.ndf", "4"]
        for kind in ("box", "keypoints")},
+    # the MHP settings with the built-in birds' 15 parts (the 17-part configs on MPII: see
+    # tests/test_gawwn_keypoints.py)
+    **{f"gawwn_{kind}.yaml": ["--data.image_size", "64", "--data.load_size", "70",
+                              "--model.init_args.num_parts", "15", "--model.init_args.ngf", "4",
+                              "--model.init_args.ndf", "4"]
+       for kind in ("mhp", "mhp_keypoint_generator")},
+    "gawwn_keypoint_generator.yaml": ["--data.image_size", "64", "--data.load_size", "76",
+                                      "--model.init_args.ngf", "8", "--model.init_args.ndf", "8"],
 }  # fmt: skip
 T2IGAN = str(Path(sys.executable).parent / "t2igan")
 

@@ -323,19 +323,6 @@ def test_mhp_fake_score_threshold_holds_d_back(data_root, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(d0, low.discriminator.parameters()))
 
 
-@pytest.mark.parametrize("config", ["gawwn_mhp.yaml", "gawwn_mhp_keypoint_generator.yaml"])
-def test_mhp_configs_fast_dev_run_on_synthetic_birds(config, tmp_path):
-    # the MHP settings with CUB's 15 parts (the built-in data): everything but the data
-    run = cli(args=[
-        "fit", "--config", str(ROOT / "experiments" / config), *TINY_DATA,
-        "--data.root", str(tmp_path), "--data.image_size", "64", "--data.load_size", "70",
-        "--model.init_args.num_parts", "15", "--model.init_args.ngf", "4",
-        "--model.init_args.ndf", "4", "--trainer.fast_dev_run", "1",
-        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"),
-    ])  # fmt: skip
-    assert run.trainer.state.finished and run.trainer.global_step > 0
-
-
 MPII = SHARED_DATA / "mpii"
 
 
