@@ -385,3 +385,35 @@ def test_damsm_pair_loads_attngan_layout_and_feeds_r_precision(tmp_path):
     with pytest.raises(ValueError, match="text_encoder.pth does not fit AttnGAN's DAMSM encoder"):
         DAMSMPair(tmp_path / "text_encoder.pth", tmp_path / "text_encoder.pth",
                   tmp_path / "captions.pickle")  # fmt: skip
+
+
+def test_r_precision_falls_back_to_a_ds_sje_checkpoint(tiny_run, quick_classifier, tmp_path,
+                                                       capsys):  # fmt: skip
+    """Without DAMSM files, ``--sje-ckpt`` scores R-precision with t2igan's own DS-SJE encoders,
+    recorded as not comparable with the papers; a checkpoint of another kind is one line."""
+    import lightning as L
+
+    from t2igan.models import CharCNNRNNSJE
+
+    sje = CharCNNRNNSJE(image_size=16, cnn_dim=16, emb_dim=16, conv_widths=(16, 16),
+                        image_width=4)  # fmt: skip
+    trainer = L.Trainer(logger=False, max_steps=0, enable_checkpointing=False)
+    trainer.strategy.connect(sje)
+    trainer.save_checkpoint(tmp_path / "sje.ckpt")
+    ckpt = str(tiny_run / "checkpoints" / "last.ckpt")
+    out = tmp_path / "scores.json"
+    main(["evaluate", "--ckpt", ckpt, "--metrics", "r_precision", "--num-samples", "100",
+          "--sje-ckpt", str(tmp_path / "sje.ckpt"), "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    score = result["scores"]["r_precision"]
+    assert score["comparable_with_papers"] is False and "DS-SJE" in score["encoders"]
+    assert 0 <= score["mean"] <= 1 and score["std"] is not None
+    assert result["weights_sha256"]["sje_checkpoint"] == sha256(tmp_path / "sje.ckpt")
+    capsys.readouterr()
+    for sje_ckpt, first in [(ckpt, "is a GANINTCLS checkpoint, not a DS-SJE text encoder"),
+                            (str(tmp_path / "no.ckpt"), "r_precision skipped: --sje-ckpt ")]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--ckpt", ckpt, "--metrics", "r_precision", "--num-samples", "100",
+                  "--sje-ckpt", sje_ckpt, "--out", str(out)])  # fmt: skip
+        err = capsys.readouterr().err.splitlines()
+        assert first in err[0], err

@@ -25,7 +25,6 @@ Deviations (documented where the flags are):
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.retrieval import RetrievalMAP
 
+from t2igan.data.files import file_digest
 from t2igan.data.text import TextEncoder
 from t2igan.models.base import TextToImageGAN, read_checkpoint
 
@@ -397,6 +397,7 @@ class CharCNNRNNSJE(TextToImageGAN):
         self.lr_decay_factor = lr_decay
         self.decay_every = decay_every
         self.eval_split = eval_split
+        self.image_side = "image_net"  # or "features": what trained the joint space
         self.text_net = build_text_encoder(architecture, cnn_dim, emb_dim, conv_widths)
         self.image_net = ImageEncoder(emb_dim, image_width, image_backbone, image_backbone_weights)
         for m in (*self.text_net.modules(), *self.image_net.modules()):
@@ -412,6 +413,8 @@ class CharCNNRNNSJE(TextToImageGAN):
 
     def embed_images(self, batch: dict) -> torch.Tensor:
         feats = batch.get("image_features")
+        if self.training:
+            self.image_side = "image_net" if feats is None else "features"
         if feats is None:
             return self.image_net(batch["images"])
         if self.training:  # one of the 10 views at random (loader L77-80)
@@ -500,16 +503,58 @@ class CharCNNRNNSJE(TextToImageGAN):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["sje_image_side"] = self.image_side
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.image_side = checkpoint.get("sje_image_side", "image_net")
+
+
+class SJEPair:
+    """A trained :class:`CharCNNRNNSJE` as the ``EncoderPair`` of R-precision (``t2igan
+    evaluate --sje-ckpt FILE``): its char-CNN-RNN reads the captions, its image CNN the
+    generated images (resized to the size it was trained at). Its scores are **not** comparable
+    with the papers' R-precision, which used AttnGAN's DAMSM encoders; the result says so.
+
+    Args:
+        checkpoint: a ``t2igan fit --config experiments/char_cnn_rnn.yaml`` checkpoint whose image
+            side is the trainable CNN (one trained on fixed GoogLeNet features cannot read pixels).
+        device: where the encoders run.
+    """
+
+    name = "t2igan DS-SJE (char-CNN-RNN + image CNN)"
+    comparable = False
+
+    def __init__(self, checkpoint: str | Path, device="cpu") -> None:
+        from t2igan.cli import load_model
+
+        model = load_model(checkpoint, device)
+        if not isinstance(model, CharCNNRNNSJE):
+            raise ValueError(f"--sje-ckpt {checkpoint} is a {type(model).__name__} checkpoint, "
+                             "not a DS-SJE text encoder (CharCNNRNNSJE)")  # fmt: skip
+        if model.image_side != "image_net":
+            raise ValueError(f"--sje-ckpt {checkpoint} was trained on fixed GoogLeNet features: "
+                             "its image side cannot read generated images")  # fmt: skip
+        self.model = model.requires_grad_(False)
+        self.size = model.hparams.image_size
+        self.files = {"sje_checkpoint": Path(checkpoint)}
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.model.device)
+        if images.shape[-1] != self.size:
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear",
+                                   antialias=True, align_corners=False)  # fmt: skip
+        return self.model.image_net(images)
+
+    @torch.no_grad()
+    def encode_texts(self, captions: list[str]) -> torch.Tensor:
+        return self.model.embed_text(captions)
+
 
 # ----------------------------------------------------------------- as a text encoder
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_text_net(path: str | Path) -> tuple[CharCNNRNN, dict]:
     """The text network of an encoder checkpoint (:class:`CharCNNRNNSJE`'s, or one the ``.t7``
     converter wrote) and its hyper-parameters."""
@@ -563,7 +608,7 @@ class CharCNNEncoder(TextEncoder):
                     else ""
                 )  # fmt: skip
             )
-        actual = file_sha256(path)
+        actual = file_digest(path, "sha256")
         if sha256 is not None and sha256 != actual:
             raise ValueError(f"text encoder checkpoint {checkpoint} has changed since this model "
                              f"was trained (sha256 {actual[:12]}, expected {sha256[:12]})")  # fmt: skip
