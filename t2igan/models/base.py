@@ -195,6 +195,8 @@ class TextToImageGAN(L.LightningModule):
     #: (``text_emb``, positional), and any of ``"boxes"``, ``"keypoints"`` (keyword arguments of
     #: :meth:`sample` and :meth:`discriminate`, passed on to :meth:`generate`).
     takes: tuple[str, ...] = ("text",)
+    #: Whether training needs real images (False: a model that reads fixed image features).
+    needs_images = True
 
     def __init__(
         self,
@@ -401,6 +403,11 @@ class TextToImageGAN(L.LightningModule):
 
     # ------------------------------------------------------ multi-process runs
     def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.needs_images and getattr(dm, "dataset", None) == "reed-cvpr":
+            raise ValueError(f"{type(self).__name__} draws images, and --data.dataset reed-cvpr "
+                             "has image features only: train it on cub or flowers (reed-cvpr "
+                             "trains the DS-SJE text encoder, CharCNNRNNSJE)")  # fmt: skip
         # Every rank starts from the same seed_everything(); give each its own streams (noise,
         # CA draws, crops, flips, caption picks). Rank 0 keeps the run's seed, so a 1-device run
         # and rank 0 of a multi-device run draw alike. A resume then restores each rank's state.

@@ -367,6 +367,8 @@ class CharCNNRNNSJE(TextToImageGAN):
         text_encoder: linked from the data module; unused.
     """
 
+    needs_images = False  # the authors' GoogLeNet features (reed-cvpr) will do
+
     def __init__(
         self,
         text_dim: int = 0,
@@ -479,8 +481,11 @@ class CharCNNRNNSJE(TextToImageGAN):
             img, txt, txt_labels = [], [], []
             for a in range(0, len(ds), batch_size):
                 idx = range(a, min(a + batch_size, len(ds)))
-                images = torch.stack([ds.centre_image(i) for i in idx]).to(self.device)
-                img.append(self.embed_images({"images": images}))
+                if ds.features is not None:  # the authors' fixed features: view 1
+                    view = {"image_features": torch.stack([ds.features[i] for i in idx])}
+                else:
+                    view = {"images": torch.stack([ds.centre_image(i) for i in idx])}
+                img.append(self.embed_images({k: v.to(self.device) for k, v in view.items()}))
                 caps = [(c, int(ds.labels[i])) for i in idx for c in ds.split.captions[i]]
                 txt.append(self.embed_text([c for c, _ in caps]))
                 txt_labels += [label for _, label in caps]
