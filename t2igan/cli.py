@@ -48,7 +48,7 @@ from t2igan.data.embed import embed_main
 from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
 from t2igan.evaluate import evaluate_main
-from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.models.base import TextToImageModel, read_checkpoint
 from t2igan.run import follow_run_dir
 
 
@@ -92,7 +92,7 @@ class T2IGANCLI(LightningCLI):
 
 def cli(args: list[str] | None = None) -> T2IGANCLI:
     return T2IGANCLI(
-        TextToImageGAN,
+        TextToImageModel,
         T2IDataModule,
         subclass_mode_model=True,
         # GANs own two optimisers: a --optimizer would silently replace them, so there is none.
@@ -149,11 +149,11 @@ READABLE_SIDE = 128
 GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})(_location)?\.png")
 
 
-def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageGAN:
+def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageModel:
     """Load any t2igan model from a checkpoint (the class is recorded in it)."""
     how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
     _, class_path = read_checkpoint(ckpt, "checkpoint", how)
-    cls = import_class(class_path, TextToImageGAN)
+    cls = import_class(class_path, TextToImageModel)
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
 
 
@@ -393,7 +393,7 @@ def generate(
 
 
 def check_location(
-    ckpt: str, model: TextToImageGAN, asked: dict
+    ckpt: str, model: TextToImageModel, asked: dict
 ) -> tuple[str | None, torch.Tensor]:
     """The location conditioning ``model`` takes and the stacked ``asked`` values of it, or a
     ValueError when it is missing or when a location the model does not take is given."""

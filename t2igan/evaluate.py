@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from t2igan.metrics.evaluation import (
     sha256,
     to_uint8,
 )
+
+if TYPE_CHECKING:
+    from t2igan.models.base import TextToImageModel
 
 METRICS = ("is", "fid", "kid", "r_precision", "clip_score", "caption_acc")
 
@@ -182,7 +186,7 @@ class Scorer:
 
 
 @torch.no_grad()
-def score_model(model, dataset, scorer: Scorer, num_samples: int, batch_size: int = 64,
+def score_model(model: TextToImageModel, dataset, scorer: Scorer, num_samples: int, batch_size: int = 64,
                 seed: int = 0) -> dict:  # fmt: skip
     """Sample ``num_samples`` images of ``model`` for ``dataset``'s captions (each in turn,
     :func:`caption_order`), feed them and the dataset's real images to ``scorer``."""

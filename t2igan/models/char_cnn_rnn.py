@@ -36,7 +36,7 @@ from torchmetrics.retrieval import RetrievalMAP
 
 from t2igan.data.files import file_digest
 from t2igan.data.text import TextEncoder
-from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.models.base import TextToImageModel, read_checkpoint
 
 #: The authors' alphabet (every Reed repo): '-' appears twice, so symbol 37 is never produced
 #: and '-' encodes as 60 (the last occurrence wins, as in the Lua table they build).
@@ -326,7 +326,7 @@ def zero_shot_scores(image_emb, text_emb, text_labels):
 
 
 # ----------------------------------------------------------------------------- the trainer
-class CharCNNRNNSJE(TextToImageGAN):
+class CharCNNRNNSJE(TextToImageModel):
     """Trains the char-CNN-RNN / char-CNN-GRU with DS-SJE as the authors' trainer
     (train_sje_hybrid.lua): minibatches of distinct classes, one (image, caption) pair per
     class (``--data.sampler distinct_classes``), RMSprop at ``lr`` decayed by ``lr_decay`` every
@@ -341,9 +341,9 @@ class CharCNNRNNSJE(TextToImageGAN):
     over the top 50, a class embedding as the query), and ``val/loss`` on the val split.
 
     The checkpoint is a text encoder: ``--data.text_encoder`` takes it through
-    :class:`CharCNNEncoder`. Subclasses :class:`TextToImageGAN` only to share the engine's
-    checkpoints and CLI links (``text_dim`` and ``text_encoder`` are ignored: captions are read
-    as characters); it has no generator.
+    :class:`CharCNNEncoder`. Subclasses :class:`TextToImageModel` to share its checkpoint
+    record and CLI links (``text_dim`` and ``text_encoder`` are ignored: captions are read as
+    characters); it draws no images.
 
     Args:
         text_dim: linked from the data module; unused.
@@ -389,9 +389,10 @@ class CharCNNRNNSJE(TextToImageGAN):
         eval_split: str = "test",
         text_encoder: dict | None = None,
     ) -> None:
-        super().__init__(text_dim=text_dim, image_size=image_size, z_dim=0, lr=lr,
+        super().__init__(text_dim=text_dim, image_size=image_size, z_dim=0,
                          text_encoder=text_encoder)  # fmt: skip
         self.save_hyperparameters()
+        self.lr = lr
         self.automatic_optimization = False
         self.architecture = architecture
         self.symmetric = symmetric
@@ -456,8 +457,9 @@ class CharCNNRNNSJE(TextToImageGAN):
         self.log("train/lr", opt.param_groups[0]["lr"], batch_size=len(labels))
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        pass
+    def render(self, text_emb, noise, **conditioning):
+        raise ValueError("CharCNNRNNSJE is a text encoder and draws no images: give its "
+                         "checkpoint to --data.text_encoder t2igan.models.CharCNNEncoder")  # fmt: skip
 
     # ------------------------------------------------------------------- evaluation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
