@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image
 
 from t2igan.data.contract import CUB_PARTS
-
-from .t7_writer import save_t7, tensor
+from t2igan.data.t7 import save_t7, tensor
 
 #: Image sizes (w, h) cycled over the fixture images: not square, not all alike.
 SIZES = ((80, 60), (64, 96), (100, 70))

@@ -212,6 +212,19 @@ def test_gan_on_the_trained_encoder_generates_and_embeds(trained_encoder, data_r
     with h5py.File(out) as f:
         np.testing.assert_allclose(f["embeddings"][:], enc.encode(["a red bird.",
                                    "a blue bird with a white head."]), atol=1e-6)  # fmt: skip
+    # the papers' demo layout, as StackGAN-PyTorch's sampling reads it (torchfile; its list
+    # heuristic compares tensors with tables, which numpy 2 refuses, for Lua's files as for ours)
+    import torchfile
+
+    path = embed_file(tmp_path / "caps.txt", tmp_path / "val.t7", enc)
+    table = torchfile.load(str(path), use_list_heuristic=False)
+    raw, fea = table[b"raw_txt"], table[b"fea_txt"]
+    assert [raw[k].decode() for k in (1, 2)] == ["a red bird.", "a blue bird with a white head."]
+    np.testing.assert_allclose(np.concatenate([fea[1], fea[2]], axis=0),
+                               enc.encode(["a red bird.", "a blue bird with a white head."]),
+                               atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="name an .h5 file .* or a .t7 file"):
+        embed_file(tmp_path / "caps.txt", tmp_path / "val.pickle", enc)
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="empty.txt: no captions"):
         embed_file(tmp_path / "empty.txt", tmp_path / "e.h5", enc)

@@ -328,7 +328,7 @@ def test_reed_cvpr_trains_the_sje_encoder_on_view_features(tmp_path):
 
 def test_reed_cvpr_bad_folders_name_the_file(tmp_path):
     from t2igan.data.paper_files import ReedCVPRReader
-    from tests.t7_writer import save_t7, tensor
+    from t2igan.data.t7 import save_t7, tensor
 
     with pytest.raises(FileNotFoundError, match="manifest.txt not found.*reedscot/cvpr2016"):
         ReedCVPRReader(tmp_path / "nowhere")
