@@ -24,7 +24,6 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -52,7 +51,7 @@ from t2igan.data.embed import embed_main
 from t2igan.data.prepare import prepare_main
 from t2igan.data.text import encoder_from_spec
 from t2igan.evaluate import evaluate_main
-from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.models.base import TextToImageModel, read_checkpoint
 from t2igan.models.gawwn_keypoints import DRAW_VISIBLE
 from t2igan.run import follow_run_dir
 
@@ -97,9 +96,7 @@ class T2IGANCLI(LightningCLI):
 
 def cli(args: list[str] | None = None) -> T2IGANCLI:
     return T2IGANCLI(
-        # Any LightningModule by class_path: the text-to-image GANs, and models that are not
-        # one, such as GAWWN's keypoint generator. Each takes the linked data arguments.
-        L.LightningModule,
+        TextToImageModel,
         T2IDataModule,
         subclass_mode_model=True,
         # GANs own two optimisers: a --optimizer would silently replace them, so there is none.
@@ -156,15 +153,15 @@ READABLE_SIDE = 128
 GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})((_location)?\.png|\.json)")
 
 
-def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageGAN:
-    """Load any t2igan text-to-image model from a checkpoint (the class is recorded in it)."""
+def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageModel:
+    """Load any t2igan model from a checkpoint (the class is recorded in it)."""
     how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
     _, class_path = read_checkpoint(ckpt, "checkpoint", how)
     if class_path.endswith(".GAWWNKeypointGenerator"):
         raise ValueError(f"{ckpt} is a GAWWN keypoint generator (it draws keypoints, not images): "
                          "pass it as --keypoint-generator, with a GAWWNKeypoints checkpoint as "
                          "--ckpt")  # fmt: skip
-    cls = import_class(class_path, TextToImageGAN)
+    cls = import_class(class_path, TextToImageModel)
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
 
 
@@ -473,7 +470,7 @@ def generate(
 
 
 def check_location(
-    ckpt: str, model: TextToImageGAN, asked: dict
+    ckpt: str, model: TextToImageModel, asked: dict
 ) -> tuple[str | None, torch.Tensor]:
     """The location conditioning ``model`` takes and the stacked ``asked`` values of it, or a
     ValueError when it is missing or when a location the model does not take is given."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from t2igan.metrics.evaluation import (
     sha256,
     to_uint8,
 )
+
+if TYPE_CHECKING:
+    from t2igan.models.base import TextToImageModel
 
 METRICS = ("is", "fid", "kid", "r_precision", "clip_score", "caption_acc")
 
@@ -182,7 +186,7 @@ class Scorer:
 
 
 @torch.no_grad()
-def score_model(model, dataset, scorer: Scorer, num_samples: int, batch_size: int = 64,
+def score_model(model: TextToImageModel, dataset, scorer: Scorer, num_samples: int, batch_size: int = 64,
                 seed: int = 0) -> dict:  # fmt: skip
     """Sample ``num_samples`` images of ``model`` for ``dataset``'s captions (each in turn,
     :func:`caption_order`), feed them and the dataset's real images to ``scorer``."""
@@ -264,6 +268,9 @@ def evaluate(argv: list[str]) -> dict:
     p.add_argument("--damsm-image-encoder", default=None, help="AttnGAN's image_encoder*.pth")
     p.add_argument("--damsm-captions", default=None,
                    help="AttnGAN's captions.pickle (the DAMSM vocabulary)")  # fmt: skip
+    p.add_argument("--sje-ckpt", default=None,
+                   help="R-precision without DAMSM: a DS-SJE checkpoint t2igan trained (its scores "
+                   "are not comparable with the papers')")  # fmt: skip
     p.add_argument("--config", default=None, help="run config (default: RUN/config.yaml)")
     p.add_argument("--out", default=None, help="results JSON (default: <ckpt>.eval.json)")
     p.add_argument("--batch-size", type=int, default=64, help="images per sampling batch")
@@ -292,12 +299,17 @@ def evaluate(argv: list[str]) -> dict:
 
         classifier, clf_path = load_or_train(dm.root, dm.reader.seed)
     encoders, missing = None, None
-    if "r_precision" in a.metrics:
+    damsm = (a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions)
+    if "r_precision" in a.metrics:  # DAMSM when any of its files is given, else DS-SJE if given
         from t2igan.metrics.damsm import DAMSMPair
+        from t2igan.models.char_cnn_rnn import SJEPair
 
         try:
-            encoders = DAMSMPair(a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions,
-                                 torch_device(a.device))  # fmt: skip
+            if a.sje_ckpt is not None and not any(damsm):
+                sje = require(a.sje_ckpt, "--sje-ckpt", "damsm")
+                encoders = SJEPair(sje, torch_device(a.device))
+            else:
+                encoders = DAMSMPair(*damsm, torch_device(a.device))
         except MissingWeightsError as err:
             missing = str(err)
     scorer = Scorer(a.metrics, protocol, a.inception_weights, a.clip_model, encoders,

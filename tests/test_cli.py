@@ -159,7 +159,7 @@ def test_load_model_names_what_is_wrong(tmp_path):
     bad = {
         "plain.ckpt": ({"state_dict": {}}, "plain.ckpt is not a t2igan checkpoint"),
         "encoder.ckpt": ({"t2igan": {"class_path": "t2igan.data.HashingEncoder"}},
-                         "HashingEncoder is not a TextToImageGAN subclass"),
+                         "HashingEncoder is not a TextToImageModel subclass"),
         "gone.ckpt": ({"t2igan": {"class_path": "t2igan.models.NoSuchGAN"}},
                       "'t2igan.models.NoSuchGAN' does not name an importable class"),
     }  # fmt: skip

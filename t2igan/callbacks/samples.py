@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from t2igan.callbacks.figures import FixedInputFigure
-from t2igan.callbacks.location import location_of
+from t2igan.callbacks.location import LOCATIONS, fixed_location, location_kwargs
 
 
 class SampleGrid(FixedInputFigure):
@@ -66,8 +66,8 @@ class SampleGrid(FixedInputFigure):
             start += n
         shared = [s for s in self.splits if s not in splits]
         note = f" ({', '.join(shared)} is the same split here)" if shared else ""
-        key = location_of(pl_module)
-        where = {"key": key, "where": torch.cat([e[key] for e in ex])} if key else {}
+        where = fixed_location(pl_module, {k: torch.cat([e[k] for e in ex]) for k in LOCATIONS
+                                           if k in ex[0]})  # fmt: skip
         return {
             **where,
             "captions": [c for e in ex for c in e["captions"]],
@@ -84,10 +84,7 @@ class SampleGrid(FixedInputFigure):
 
     def conditioning(self) -> dict:
         """The fixed location of every image (by the model's name for it), or nothing."""
-        f = self.fixed
-        if not f.get("key"):
-            return {}
-        return {f["key"]: f["where"].repeat_interleave(len(f["noise"]), 0)}
+        return location_kwargs(self.fixed, len(self.fixed["noise"]))
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
         images = pl_module.sample(*self.inputs(), **self.conditioning())

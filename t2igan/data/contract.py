@@ -39,6 +39,9 @@ class Batch(TypedDict):
         attributes: (B, A) long attribute values (synthetic birds only: what the evaluator
             checks; see :data:`t2igan.data.synthetic.ATTRIBUTES`).
         attributes_named: (B, A) bool, whether any of the sampled captions names that attribute.
+        image_features: (B, V, F) float, the authors' fixed image features (V views of each
+            image: Reed's GoogLeNet 1024-d, 10 crops); only from ``reed-cvpr``, which has no
+            ``images`` or ``wrong_images``.
     """
 
     images: torch.Tensor
@@ -51,6 +54,7 @@ class Batch(TypedDict):
     keypoints: NotRequired[torch.Tensor]
     attributes: NotRequired[torch.Tensor]
     attributes_named: NotRequired[torch.Tensor]
+    image_features: NotRequired[torch.Tensor]
 
 
 @dataclass
@@ -59,7 +63,8 @@ class Split:
 
     Args:
         images: N uint8 arrays (H, W, 3), or any sequence that yields them when indexed
-            (a lazy reader over files or an HDF5 dataset).
+            (a lazy reader over files or an HDF5 dataset); None for a split of image features
+            only (``image_features``).
         captions: N lists of caption strings (at least one each).
         labels: (N,) int class ids, used to draw "wrong" images from other classes.
         names: N identifiers (file names), for error messages and provenance.
@@ -70,6 +75,8 @@ class Split:
         caption_attributes: N bool arrays (C_i, A): which attributes each caption names.
         caption_emb: N float arrays (C_i, D) of precomputed caption embeddings (the papers'
             files), or None to compute them with the data module's text encoder.
+        image_features: N float arrays (V, F), fixed features of V views of each image (Reed's
+            GoogLeNet features), or None.
     """
 
     images: object
@@ -82,15 +89,19 @@ class Split:
     attributes: np.ndarray | None = None
     caption_attributes: list[np.ndarray] | None = None
     caption_emb: list[np.ndarray] | None = None
+    image_features: list[np.ndarray] | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.captions)
-        for key in ("labels", "names", "boxes", "keypoints", "attributes", "caption_emb"):
+        for key in ("labels", "names", "boxes", "keypoints", "attributes", "caption_emb",
+                    "image_features"):  # fmt: skip
             value = getattr(self, key)
             if value is not None and len(value) != n:
                 raise ValueError(f"Split.{key} has {len(value)} entries for {n} images")
-        if len(self.images) != n:
+        if self.images is None and self.image_features is None:
+            raise ValueError("a Split needs images or image_features")
+        if self.images is not None and len(self.images) != n:
             raise ValueError(f"Split.images has {len(self.images)} entries for {n} caption lists")
         empty = [self.names[i] for i, caps in enumerate(self.captions) if not caps]
         if empty:

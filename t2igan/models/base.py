@@ -1,27 +1,34 @@
-"""The small GAN engine every paper model builds on.
+"""The bases every paper model builds on: :class:`TextToImageModel` for any text-to-image model
+(the GANs and the recurrent VAEs of ``t2igan.models.draw``), :class:`TextToImageGAN` for the GAN
+engine.
+
+:class:`TextToImageModel` holds what callbacks, ``t2igan generate``, ``test`` and ``predict``
+rely on, whatever the model's objective: the public sampling interface ``sample_noise(n)``,
+``sample(text_emb, noise, **conditioning)``; the conditioning a model takes, named in
+:attr:`TextToImageModel.takes` by the batch contract's keys (``("text",)`` here; GAWWN adds
+``"boxes"`` or ``"keypoints"``, alignDRAW ``"tokens"``) and received by that name:
+``sample(text, noise, boxes=boxes)``. Calling a model without a conditioning it takes, or with
+one it does not, raises a ValueError naming it (:meth:`TextToImageModel.check_conditioning`).
+It also records in every checkpoint the model's class (``t2igan generate`` loads any model) and
+every rank's random-number state (``--ckpt_path last`` resumes exactly), gives each rank of a
+multi-process run its own random streams, and runs the validation, test and predict steps
+(:meth:`TextToImageModel.evaluation_step` says what a model scores).
 
 A :class:`TextToImageGAN` owns a generator and a discriminator and trains them with manual
 optimisation: per batch, one discriminator step then one generator step, each inside
 ``toggled_optimizer`` so the other network's parameters take no gradient. Subclasses say *what*
 each step computes (:meth:`discriminator_loss`, :meth:`generator_loss`) and how to sample; this
 class says *when*. An optional exponential moving average of the generator (a frozen
-``AveragedModel``) is used for every sample when enabled.
+``AveragedModel``) is used for every sample when enabled. GANs add ``discriminate(images,
+text_emb, **conditioning)`` to the interface.
 
-The public sampling interface that callbacks and ``t2igan generate`` use:
-``sample_noise(n)``, ``sample(text_emb, noise, **conditioning)``,
-``discriminate(images, text_emb, **conditioning)``. A model names the conditioning it takes in
-:attr:`TextToImageGAN.takes` (``("text",)`` here; GAWWN adds ``"boxes"`` or ``"keypoints"``, the
-batch contract's keys) and receives it by that name: ``sample(text, noise, boxes=boxes)``.
-Calling a model without a conditioning it takes, or with one it does not, raises a ValueError
-naming it (:meth:`TextToImageGAN.check_conditioning`).
-
-For subclasses: pass the engine's arguments on to ``__init__`` (it keeps them; it never reads
+For subclasses: pass the base's arguments on to ``__init__`` (it keeps them; it never reads
 ``self.hparams``), build the networks from the constructor's arguments, never from
 ``self.hparams`` (``save_hyperparameters()`` only records them, and a model built inside another
-one under LightningCLI records the outer config), and return ``[D, G]`` optimiser pairs from
-:meth:`configure_optimizers` (:meth:`optimiser_pair`); a model that trains in stages says which
-pair trains now with :meth:`current_pair`. Under DDP each rank draws its own random numbers
-(:meth:`setup`) and checkpoints keep every rank's RNG state.
+one under LightningCLI records the outer config), and, for a GAN, return ``[D, G]`` optimiser
+pairs from :meth:`configure_optimizers` (:meth:`optimiser_pair`); a model that trains in stages
+says which pair trains now with :meth:`current_pair`. Under DDP each rank draws its own random
+numbers (:meth:`setup`) and checkpoints keep every rank's RNG state.
 """
 
 from __future__ import annotations
@@ -171,7 +178,164 @@ def require_finite(module: L.LightningModule, name: str, loss: torch.Tensor, bat
     )
 
 
-class TextToImageGAN(L.LightningModule):
+class TextToImageModel(L.LightningModule):
+    """Base class of every text-to-image model; see the module docstring. A subclass implements
+    :meth:`render` (images for checked inputs, in eval mode) and :meth:`evaluation_step`, and
+    trains as it likes (``training_step``, ``configure_optimizers``).
+
+    Args (keyword-only; a subclass passes its own values on):
+        text_dim: text embedding size.
+        image_size: image side.
+        z_dim: length of one sample's noise vector (the sampling interface's).
+        text_encoder: how captions were embedded (recorded for ``t2igan generate``).
+    """
+
+    #: The conditioning this model takes, by the batch contract's names: always ``"text"``
+    #: (``text_emb``, positional), and any of ``"boxes"``, ``"keypoints"``, ``"tokens"``
+    #: (keyword arguments of :meth:`sample`, passed on to :meth:`render`).
+    takes: tuple[str, ...] = ("text",)
+    #: Conditionings that are integer ids (kept as long), not coordinates (made float32).
+    integer_conditioning = frozenset({"tokens"})
+    #: Whether training needs real images (False: a model that reads fixed image features).
+    needs_images = True
+
+    def __init__(
+        self, *, text_dim: int, image_size: int, z_dim: int, text_encoder: dict | None = None
+    ) -> None:
+        super().__init__()
+        self.text_dim = text_dim
+        self.image_size = image_size
+        self.z_dim = z_dim
+        self.text_encoder_spec = text_encoder
+
+    # ------------------------------------------------------- sampling interface
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
+        return torch.randn(n, self.z_dim, generator=generator).to(self.device)
+
+    def check_conditioning(self, given: dict) -> dict:
+        """``given`` (name -> tensor, None for not given) checked against :attr:`takes`: the
+        tensors this model takes, on its device (float32, or long for ids); a ValueError names
+        a conditioning it needs and was not given, or one it was given and does not take."""
+        extra = list(self.takes[1:])
+        missing = [k for k in extra if given.get(k) is None]
+        name = type(self).__name__
+        if missing:
+            raise ValueError(
+                f"{name} is conditioned on {' and '.join(missing)} as well as text: pass "
+                + ", ".join(f"{k}=..." for k in missing)
+            )
+        unused = [k for k, v in given.items() if v is not None and k not in extra]
+        if unused:
+            takes = " and ".join(self.takes)
+            raise ValueError(f"{name} takes {takes} only, not {' or '.join(unused)}")
+        return {k: given[k].to(self.device, torch.long if k in self.integer_conditioning
+                               else torch.float32) for k in extra}  # fmt: skip
+
+    def conditioning_of(self, batch: dict) -> dict:
+        """The conditioning this model takes beyond text, from a batch (contract keys)."""
+        missing = [k for k in self.takes[1:] if k not in batch]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} is conditioned on {' and '.join(missing)}, which the "
+                "batches lack: use a dataset that has them (cub, synthetic)"
+            )
+        return {k: batch[k] for k in self.takes[1:]}
+
+    @torch.no_grad()
+    def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None,
+               **conditioning) -> torch.Tensor:  # fmt: skip
+        """Images in [-1, 1] for text embeddings (B, D) and noise (B, z_dim), in eval mode.
+        A model that takes more than text gets it by name (:attr:`takes`), e.g. ``boxes=``
+        (B, 4), ``keypoints=`` (B, K, 3) or ``tokens=`` (B, L) word ids."""
+        cond = self.check_conditioning(conditioning)
+        text_emb = text_emb.to(self.device, torch.float32)
+        if noise is None:
+            noise = self.sample_noise(len(text_emb))
+        out = self.render(text_emb, noise.to(self.device, torch.float32), **cond)
+        return out.float().clamp(-1, 1)
+
+    def render(self, text_emb: torch.Tensor, noise: torch.Tensor, **conditioning):
+        """Images for checked inputs on this model's device (what :meth:`sample` returns, before
+        the clamp); a subclass runs its networks in eval mode and restores their mode."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- evaluation
+    def evaluation_step(self, batch: dict, stage: str) -> None:
+        """Score one validation or test batch and log under ``stage/`` (``val``, ``test``)."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.evaluation_step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """One sample per conditioning text: ``{"images", "captions", "index"}``."""
+        images = self.sample(batch["text_emb"], **self.conditioning_of(batch))
+        return {"images": images, "captions": batch["captions"],
+                "index": batch["index"]}  # fmt: skip
+
+    # ------------------------------------------------------ multi-process runs
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.needs_images and getattr(dm, "dataset", None) == "reed-cvpr":
+            raise ValueError(f"{type(self).__name__} draws images, and --data.dataset reed-cvpr "
+                             "has image features only: train it on cub or flowers (reed-cvpr "
+                             "trains the DS-SJE text encoder, CharCNNRNNSJE)")  # fmt: skip
+        # Every rank starts from the same seed_everything(); give each its own streams (noise,
+        # CA draws, crops, flips, caption picks). Rank 0 keeps the run's seed, so a 1-device run
+        # and rank 0 of a multi-device run draw alike. A resume then restores each rank's state.
+        if stage == "fit" and self.trainer.world_size > 1 and self.trainer.global_rank > 0:
+            seed_rank(self.trainer.global_rank)
+
+    def _all_ranks(self, state: dict) -> list[dict]:
+        """``state`` of every rank, in rank order (collective: every rank calls it, as Lightning
+        does when it saves a checkpoint)."""
+        if self._trainer is None or self.trainer.world_size == 1 or not dist.is_initialized():
+            return [state]
+        states: list = [None] * dist.get_world_size()
+        dist.all_gather_object(states, state)
+        return states
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        cls = type(self)
+        # The class (so `t2igan generate` can load any model) and the random-number states, so
+        # that `--ckpt_path last` continues the same data order and noise as an unbroken run:
+        # "rng" is rank 0's (the layout of every t2igan checkpoint), "rng_per_rank" each rank's.
+        states = self._all_ranks(rng_state())
+        checkpoint["t2igan"] = {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "rng": states[0],
+            "rng_per_rank": states,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get("t2igan", {})
+        states = meta.get("rng_per_rank") or ([meta["rng"]] if meta.get("rng") else [])
+        if not states or self._trainer is None:  # plain weight loading: leave the RNGs alone
+            return
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        if len(states) != world:
+            both = min(len(states), world)
+            kept = ("rank 0 continues where it was" if both == 1
+                    else f"{_ranks(0, both - 1)} continue where they were")  # fmt: skip
+            fate = (f"{_ranks(len(states), world - 1)} start new streams" if world > len(states)
+                    else f"the states of {_ranks(world, len(states) - 1)} are dropped")  # fmt: skip
+            rank_zero_warn(
+                f"{self.trainer.ckpt_path or 'the checkpoint'} holds the random-number states of "
+                f"{len(states)} rank(s) and resumes on {world}: {kept}, {fate}. The run goes on, but not as it would have on "
+                f"{len(states)} rank(s)."
+            )
+        if rank < len(states):
+            set_rng_state(states[rank])
+        else:  # a rank the checkpoint did not have: rank 0's state, then a stream of its own
+            set_rng_state(states[0])
+            seed_rank(rank)
+
+
+class TextToImageGAN(TextToImageModel):
     """Base class; see the module docstring. Subclasses call :meth:`set_networks`.
 
     Args (keyword-only; a subclass passes its own values on):
@@ -191,10 +355,6 @@ class TextToImageGAN(L.LightningModule):
     #: the start of epochs ``lr_decay_every``, ``2 lr_decay_every``, ... counted from 1 (the
     #: icml2016 Lua code). See :class:`EpochDecay`.
     lr_decay_offset = 0
-    #: The conditioning this model takes, by the batch contract's names: always ``"text"``
-    #: (``text_emb``, positional), and any of ``"boxes"``, ``"keypoints"`` (keyword arguments of
-    #: :meth:`sample` and :meth:`discriminate`, passed on to :meth:`generate`).
-    takes: tuple[str, ...] = ("text",)
 
     def __init__(
         self,
@@ -210,11 +370,10 @@ class TextToImageGAN(L.LightningModule):
         ema_decay: float | None = None,
         text_encoder: dict | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            text_dim=text_dim, image_size=image_size, z_dim=z_dim, text_encoder=text_encoder
+        )
         self.automatic_optimization = False
-        self.text_dim = text_dim
-        self.image_size = image_size
-        self.z_dim = z_dim
         # The engine trains with what it is given, whether or when a subclass calls
         # save_hyperparameters() (which only records the arguments, for checkpoints and the CLI).
         self.lr = lr
@@ -222,8 +381,8 @@ class TextToImageGAN(L.LightningModule):
         self.lr_decay_every = lr_decay_every
         self.lr_decay = lr_decay
         self.ema_decay = ema_decay
-        self.text_encoder_spec = text_encoder
         self.generator_ema: AveragedModel | None = None
+        self.fused_adam = False  # opt-in (t2igan.callbacks.SpeedUps), not a model argument
 
     # ----------------------------------------------------------------- networks
     def set_networks(
@@ -241,10 +400,6 @@ class TextToImageGAN(L.LightningModule):
             self.generator_ema.requires_grad_(False)
 
     # ------------------------------------------------------- sampling interface
-    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
-        return torch.randn(n, self.z_dim, generator=generator).to(self.device)
-
     def generate(self, generator: nn.Module, text_emb: torch.Tensor, noise: torch.Tensor,
                  **conditioning):  # fmt: skip
         """Run ``generator`` (G or its EMA copy) on text and noise (and the checked
@@ -255,53 +410,16 @@ class TextToImageGAN(L.LightningModule):
         """The generator that :meth:`sample` runs: the EMA copy if there is one, else G."""
         return self.generator_ema.module if self.generator_ema is not None else self.generator
 
-    def check_conditioning(self, given: dict) -> dict:
-        """``given`` (name -> tensor, None for not given) checked against :attr:`takes`: the
-        tensors this model takes, on its device as float; a ValueError names a conditioning it
-        needs and was not given, or one it was given and does not take."""
-        extra = list(self.takes[1:])
-        missing = [k for k in extra if given.get(k) is None]
-        name = type(self).__name__
-        if missing:
-            raise ValueError(
-                f"{name} is conditioned on {' and '.join(missing)} as well as text: pass "
-                + ", ".join(f"{k}=..." for k in missing)
-            )
-        unused = [k for k, v in given.items() if v is not None and k not in extra]
-        if unused:
-            takes = " and ".join(self.takes)
-            raise ValueError(f"{name} takes {takes} only, not {' or '.join(unused)}")
-        return {k: given[k].to(self.device, torch.float32) for k in extra}
-
-    def conditioning_of(self, batch: dict) -> dict:
-        """The conditioning this model takes beyond text, from a batch (contract keys)."""
-        missing = [k for k in self.takes[1:] if k not in batch]
-        if missing:
-            raise ValueError(
-                f"{type(self).__name__} is conditioned on {' and '.join(missing)}, which the "
-                "batches lack: use a dataset that has them (cub, synthetic)"
-            )
-        return {k: batch[k] for k in self.takes[1:]}
-
-    @torch.no_grad()
-    def sample(self, text_emb: torch.Tensor, noise: torch.Tensor | None = None,
-               **conditioning) -> torch.Tensor:  # fmt: skip
-        """Images in [-1, 1] for text embeddings (B, D) and noise (B, z_dim), in eval mode
-        (running BatchNorm statistics, as the authors' demos), with the EMA generator if any.
-        A model that takes more than text gets it by name (:attr:`takes`), e.g. ``boxes=``
-        (B, 4) or ``keypoints=`` (B, K, 3)."""
-        cond = self.check_conditioning(conditioning)
-        text_emb = text_emb.to(self.device, torch.float32)
-        if noise is None:
-            noise = self.sample_noise(len(text_emb))
+    def render(self, text_emb: torch.Tensor, noise: torch.Tensor, **conditioning):
+        """G's images, in eval mode (running BatchNorm statistics, as the authors' demos), with
+        the EMA generator if any."""
         g = self.sampling_generator()
         was_training = g.training
         g.eval()
         try:
-            out = self.generate(g, text_emb, noise.to(self.device, torch.float32), **cond)
+            return self.generate(g, text_emb, noise, **conditioning)
         finally:
             g.train(was_training)
-        return out.float().clamp(-1, 1)
 
     def discriminate(self, images: torch.Tensor, text_emb: torch.Tensor,
                      **conditioning) -> torch.Tensor:  # fmt: skip
@@ -373,7 +491,8 @@ class TextToImageGAN(L.LightningModule):
         self, generator: nn.Module, discriminator: nn.Module, lr_decay_every: int
     ) -> tuple[list, list]:
         """``([Adam(D), Adam(G)], their EpochDecay schedules)`` with this model's settings."""
-        opts = [torch.optim.Adam(net.parameters(), lr=self.lr, betas=self.betas)
+        opts = [torch.optim.Adam(net.parameters(), lr=self.lr, betas=self.betas,
+                                 fused=self.fused_adam or None)
                 for net in (discriminator, generator)]  # fmt: skip
         return opts, [EpochDecay(opt, lr_decay_every, self.lr_decay, self.lr_decay_offset)
                       for opt in opts]  # fmt: skip
@@ -381,8 +500,17 @@ class TextToImageGAN(L.LightningModule):
     def configure_optimizers(self):
         return self.optimiser_pair(self.generator, self.discriminator, self.lr_decay_every)
 
+    def on_train_start(self) -> None:
+        # A resumed optimiser takes its groups' settings from the checkpoint: the run's own
+        # choice of fused Adam (SpeedUps) decides, not the one of the run that saved it.
+        for opt in self.trainer.optimizers:
+            if isinstance(opt, torch.optim.Adam):
+                for group in opt.param_groups:
+                    group["fused"] = self.fused_adam or None
+
     # --------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
+        """D's mean probabilities on real, wrong and fake pairs (``stage/d_real`` etc.)."""
         cond = self.conditioning_of(batch)
         fake = self.sample(batch["text_emb"], **cond)
         scores = {
@@ -394,67 +522,3 @@ class TextToImageGAN(L.LightningModule):
             {f"{stage}/d_{k}": torch.sigmoid(v.float()).mean() for k, v in scores.items()},
             batch_size=len(fake),
         )
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        """One sample per conditioning text: ``{"images", "captions", "index"}``."""
-        images = self.sample(batch["text_emb"], **self.conditioning_of(batch))
-        return {"images": images, "captions": batch["captions"],
-                "index": batch["index"]}  # fmt: skip
-
-    # ------------------------------------------------------ multi-process runs
-    def setup(self, stage: str) -> None:
-        # Every rank starts from the same seed_everything(); give each its own streams (noise,
-        # CA draws, crops, flips, caption picks). Rank 0 keeps the run's seed, so a 1-device run
-        # and rank 0 of a multi-device run draw alike. A resume then restores each rank's state.
-        if stage == "fit" and self.trainer.world_size > 1 and self.trainer.global_rank > 0:
-            seed_rank(self.trainer.global_rank)
-
-    def _all_ranks(self, state: dict) -> list[dict]:
-        """``state`` of every rank, in rank order (collective: every rank calls it, as Lightning
-        does when it saves a checkpoint)."""
-        if self._trainer is None or self.trainer.world_size == 1 or not dist.is_initialized():
-            return [state]
-        states: list = [None] * dist.get_world_size()
-        dist.all_gather_object(states, state)
-        return states
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        cls = type(self)
-        # The class (so `t2igan generate` can load any model) and the random-number states, so
-        # that `--ckpt_path last` continues the same data order and noise as an unbroken run:
-        # "rng" is rank 0's (the layout of every t2igan checkpoint), "rng_per_rank" each rank's.
-        states = self._all_ranks(rng_state())
-        checkpoint["t2igan"] = {
-            "class_path": f"{cls.__module__}.{cls.__qualname__}",
-            "rng": states[0],
-            "rng_per_rank": states,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        meta = checkpoint.get("t2igan", {})
-        states = meta.get("rng_per_rank") or ([meta["rng"]] if meta.get("rng") else [])
-        if not states or self._trainer is None:  # plain weight loading: leave the RNGs alone
-            return
-        rank, world = self.trainer.global_rank, self.trainer.world_size
-        if len(states) != world:
-            both = min(len(states), world)
-            kept = ("rank 0 continues where it was" if both == 1
-                    else f"{_ranks(0, both - 1)} continue where they were")  # fmt: skip
-            fate = (f"{_ranks(len(states), world - 1)} start new streams" if world > len(states)
-                    else f"the states of {_ranks(world, len(states) - 1)} are dropped")  # fmt: skip
-            rank_zero_warn(
-                f"{self.trainer.ckpt_path or 'the checkpoint'} holds the random-number states of "
-                f"{len(states)} rank(s) and resumes on {world}: {kept}, {fate}. The run goes on, but not as it would have on "
-                f"{len(states)} rank(s)."
-            )
-        if rank < len(states):
-            set_rng_state(states[rank])
-        else:  # a rank the checkpoint did not have: rank 0's state, then a stream of its own
-            set_rng_state(states[0])
-            seed_rank(rank)

@@ -33,12 +33,11 @@ above 0.5 (:data:`DRAW_VISIBLE`), and the same noise z is fed to G_k and to the 
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import nn
 
 from t2igan.losses import bce
-from t2igan.models.base import EpochDecay, TextToImageGAN, require_finite
+from t2igan.models.base import EpochDecay, TextToImageModel, require_finite
 from t2igan.nn import init_dcgan_weights
 
 #: A generated part is drawn (and its map set) when its visibility is above this (the demo's).
@@ -118,12 +117,14 @@ class KeypointDiscriminatorNet(nn.Module):
         return self.head(h).flatten()
 
 
-class GAWWNKeypointGenerator(L.LightningModule):
+class GAWWNKeypointGenerator(TextToImageModel):
     """The conditional keypoint generator G_k and its discriminator (Reed et al. 2016, section
     3.3; architectures.md 2.6), trained on the keypoints and captions of the data module's
-    batches (their images are not used). Not a text-to-image model: it draws keypoints, which
+    batches (their images are not used). It draws keypoints, not images, which
     ``t2igan generate --keypoint-generator`` and ``t2igan app`` pass to a
-    :class:`~t2igan.models.gawwn.GAWWNKeypoints`.
+    :class:`~t2igan.models.gawwn.GAWWNKeypoints`; it subclasses :class:`TextToImageModel` for
+    its checkpoint record, per-rank RNG states (exact resume) and the CLI, and its ``sample``
+    (images) says so.
 
     Sampling: ``model.complete(text_emb, noise, keypoints=given)`` -> (B, K, 3) keypoints in
     [0, 1]; parts of ``given`` with visibility 1 are kept exactly, the others drawn (nothing
@@ -147,13 +148,7 @@ class GAWWNKeypointGenerator(L.LightningModule):
         text_encoder: set by the CLI from the data module (how captions were embedded).
     """
 
-    # The engine's run state: the checkpoint's class path and every rank's random-number states
-    # (exact resume), and each rank's own streams under DDP. Borrowed, not inherited: this is
-    # not a text-to-image GAN (no images to sample or score).
-    setup = TextToImageGAN.setup
-    _all_ranks = TextToImageGAN._all_ranks
-    on_save_checkpoint = TextToImageGAN.on_save_checkpoint
-    on_load_checkpoint = TextToImageGAN.on_load_checkpoint
+    needs_images = False  # keypoints and captions only (a dataset without keypoints: an error)
 
     def __init__(
         self,
@@ -171,12 +166,13 @@ class GAWWNKeypointGenerator(L.LightningModule):
         lr_decay: float = 0.5,
         text_encoder: dict | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(text_dim=text_dim, image_size=image_size, z_dim=z_dim,
+                         text_encoder=text_encoder)  # fmt: skip
         if not 0 <= keep_prob <= 1:
             raise ValueError(f"keep_prob is a probability in [0, 1], got {keep_prob}")
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.text_dim, self.z_dim, self.num_parts = text_dim, z_dim, num_parts
+        self.num_parts = num_parts
         self.keep_prob = keep_prob
         self.generator = KeypointGeneratorNet(z_dim, text_dim, ngf, num_parts)
         self.discriminator = KeypointDiscriminatorNet(text_dim, ndf, num_parts)
@@ -184,9 +180,10 @@ class GAWWNKeypointGenerator(L.LightningModule):
         init_dcgan_weights(self.discriminator)
 
     # ------------------------------------------------------------------ sampling
-    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
-        return torch.randn(n, self.z_dim, generator=generator).to(self.device)
+    def render(self, text_emb, noise, **conditioning):
+        raise ValueError("GAWWNKeypointGenerator draws keypoints, not images: use complete(), or "
+                         "pass its checkpoint as --keypoint-generator with a GAWWNKeypoints "
+                         "--ckpt")  # fmt: skip
 
     def check_keypoints(self, keypoints: torch.Tensor, what: str = "keypoints") -> torch.Tensor:
         if keypoints.dim() != 3 or keypoints.shape[1:] != (self.num_parts, 3):
@@ -260,7 +257,7 @@ class GAWWNKeypointGenerator(L.LightningModule):
         return opts, [EpochDecay(o, h.lr_decay_every, h.lr_decay, offset=1) for o in opts]
 
     # ---------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
         real, text = self._real(batch)
         drawn = self.complete(text)
         scores = {"real": self.discriminator(real, text), "fake": self.discriminator(drawn, text)}
@@ -272,8 +269,7 @@ class GAWWNKeypointGenerator(L.LightningModule):
                        f"{stage}/d_fake": torch.sigmoid(scores["fake"]).mean(),
                        f"{stage}/part_distance": err}, batch_size=len(real))  # fmt: skip
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        """Keypoints drawn from each caption alone: ``{"keypoints", "captions", "index"}``."""
+        return {"keypoints": self.complete(batch["text_emb"]), "captions": batch["captions"],
+                "index": batch["index"]}  # fmt: skip

@@ -237,7 +237,7 @@ class StyleEncoderGAN(TextToImageGAN):
         require_finite(self, "train/style_loss", loss, batch_idx)
         return loss
 
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
         was_training = self.style_encoder.training
         self.style_encoder.eval()
         self._losses(batch, stage)
