@@ -18,7 +18,8 @@ class SampleGrid(FixedInputFigure):
     come from it and none repeats. The logged caption starts with which rows come from which
     split. Like the noise, the captions are chosen once and kept in the checkpoint
     (:class:`~t2igan.callbacks.figures.FixedInputFigure`). A model that takes boxes or keypoints
-    (GAWWN) draws each row at the location of the image its caption comes from.
+    (GAWWN) draws each row at the location of the image its caption comes from; one that reads
+    the caption's words (alignDRAW) gets them too.
 
     Args:
         every_n_epochs: epochs between grids.
@@ -68,6 +69,8 @@ class SampleGrid(FixedInputFigure):
         note = f" ({', '.join(shared)} is the same split here)" if shared else ""
         key = location_of(pl_module)
         where = {"key": key, "where": torch.cat([e[key] for e in ex])} if key else {}
+        if "tokens" in getattr(pl_module, "takes", ()):  # a model that reads the words
+            where["tokens"] = torch.cat([e["tokens"] for e in ex])
         return {
             **where,
             "captions": [c for e in ex for c in e["captions"]],
@@ -83,11 +86,13 @@ class SampleGrid(FixedInputFigure):
         return f["text_emb"].repeat_interleave(cols, 0), f["noise"].repeat(rows, 1)
 
     def conditioning(self) -> dict:
-        """The fixed location of every image (by the model's name for it), or nothing."""
-        f = self.fixed
-        if not f.get("key"):
-            return {}
-        return {f["key"]: f["where"].repeat_interleave(len(f["noise"]), 0)}
+        """The fixed location of every image (by the model's name for it) and the captions'
+        word ids for a model that reads them, or nothing."""
+        f, cols = self.fixed, len(self.fixed["noise"])
+        out = {"tokens": f["tokens"].repeat_interleave(cols, 0)} if "tokens" in f else {}
+        if f.get("key"):
+            out[f["key"]] = f["where"].repeat_interleave(cols, 0)
+        return out
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
         images = pl_module.sample(*self.inputs(), **self.conditioning())

@@ -2,6 +2,7 @@
 
 from t2igan.models.base import TextToImageGAN, TextToImageModel
 from t2igan.models.char_cnn_rnn import CharCNNEncoder, CharCNNRNNSJE
+from t2igan.models.draw import DRAW, AlignDRAW
 from t2igan.models.gan_int_cls import GANINTCLS
 from t2igan.models.gawwn import GAWWNBox, GAWWNKeypoints
 from t2igan.models.stackgan import StackGAN, StackGANStage1, StackGANStage2
@@ -9,5 +10,5 @@ from t2igan.models.style_encoder import StyleEncoderGAN
 
 __all__ = [
     "TextToImageModel", "TextToImageGAN", "GANINTCLS", "GAWWNBox", "GAWWNKeypoints", "StyleEncoderGAN", "StackGAN",
-    "StackGANStage1", "StackGANStage2", "CharCNNRNNSJE", "CharCNNEncoder",
+    "StackGANStage1", "StackGANStage2", "CharCNNRNNSJE", "CharCNNEncoder", "DRAW", "AlignDRAW",
 ]  # fmt: skip
