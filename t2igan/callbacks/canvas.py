@@ -86,7 +86,11 @@ class CanvasSteps(_StepFigure):
 
 def alignment_map(weights: np.ndarray, words: list[str], title: str, cell: int = 14) -> Image.Image:
     """A heat map of ``weights`` (T, L): one row per step, one column per word (labelled on
-    top), white 0 to black 1 (each row sums to 1)."""
+    top), white 0 to black at the map's largest weight (named in the title: each row sums to
+    1, so a spread-out alignment would otherwise be a blank page)."""
+    weights = np.asarray(weights)[:, : len(words)]
+    top_weight = float(weights.max()) if weights.size else 1.0
+    title = f"{title}  [black: {top_weight:.2f}]"
     font = ImageFont.load_default()
     word_w = max([int(font.getlength(w)) for w in words] + [cell]) + 4
     left, top = 36, 18
@@ -100,8 +104,8 @@ def alignment_map(weights: np.ndarray, words: list[str], title: str, cell: int =
         y = top + 14 + t * cell
         if t % 4 == 0 or t == len(weights) - 1:
             draw.text((4, y + 1), f"t={t + 1}", fill="black", font=font)
-        for k, a in enumerate(row[: len(words)]):
-            shade = int(round(255 * (1 - float(a))))
+        for k, a in enumerate(row):
+            shade = int(round(255 * (1 - float(a) / max(top_weight, 1e-12))))
             draw.rectangle([left + k * word_w, y, left + (k + 1) * word_w - 2, y + cell - 2],
                            fill=(shade, shade, shade))  # fmt: skip
     return img
@@ -109,7 +113,8 @@ def alignment_map(weights: np.ndarray, words: list[str], title: str, cell: int =
 
 class WordAlignment(_StepFigure):
     """alignDRAW's alignment: for each fixed caption, the attention weights over its words at
-    every step t = 1..T (a heat map, words as column labels, darker = more weight). Saved to
+    every step t = 1..T (a heat map, words as column labels, darker = more weight, black at the
+    map's largest weight, which its title gives). Saved to
     ``<run>/alignment/epoch_XXXX.png`` and logged to every image logger. On a model without
     word alignment it warns once and draws nothing.
 
