@@ -9,6 +9,8 @@ nats per image, one draw of q's noise per test image; VAEs only), held-out ``cap
 attribute (the test split's (body, head) combinations are never trained on) and training
 images/s. It writes ``<out>/results.json`` and the figures: for each model a sample grid, the
 canvas over time of both VAEs and alignDRAW's word alignment (``<out>/figures/``).
+``--figures-only`` redraws the figures from the saved checkpoints and measures sampling
+images/s (``model.sample`` on the test captions), without training.
 
 The VAEs run at reduced sizes (``--steps``, ``--lstm``, ``--z``, ``--attention``; the same for
 both): the authors' COCO network trains at about 3 images/s on this CPU, which would show
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -50,6 +53,16 @@ def test_bound(model, dm: T2IDataModule) -> dict[str, float]:
         n += len(batch["images"])
     model.train()
     return {f"test_{k}": round(v / n, 1) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def sampling_rate(model, dm: T2IDataModule) -> float:
+    """Images/s of ``model.sample`` over the test split's captions (batches of --batch-size)."""
+    start, n = time.time(), 0
+    for batch in dm.test_dataloader():
+        model.sample(batch["text_emb"], **model.conditioning_of(batch))
+        n += len(batch["text_emb"])
+    return round(n / (time.time() - start), 1)
 
 
 def build(name: str, dm: T2IDataModule, a) -> L.LightningModule:
@@ -97,6 +110,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--out", default="runs/bench_draw")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    p.add_argument("--figures-only", action="store_true",
+                   help="no training: redraw the figures from <out>/<model>/last.ckpt")  # fmt: skip
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -110,6 +125,14 @@ def main() -> None:
         dm.prepare_data()
         dm.setup("fit")
         dm.setup("test")
+        if a.figures_only:
+            from t2igan.cli import load_model
+
+            model = load_model(out / name / "last.ckpt")
+            print(figures(name, model, dm, out / "figures"), flush=True)
+            print(json.dumps({"model": name, "sampling_images_per_s": sampling_rate(model, dm)}),
+                  flush=True)  # fmt: skip
+            continue
         model = build(name, dm, a)
         report = Report(a.minutes * 60, a.minutes * 60, dm)
         trainer = L.Trainer(max_epochs=10_000, accelerator="cpu", logger=False,

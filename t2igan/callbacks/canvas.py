@@ -86,11 +86,13 @@ class CanvasSteps(_StepFigure):
 
 def alignment_map(weights: np.ndarray, words: list[str], title: str, cell: int = 14) -> Image.Image:
     """A heat map of ``weights`` (T, L): one row per step, one column per word (labelled on
-    top), white 0 to black at the map's largest weight (named in the title: each row sums to
-    1, so a spread-out alignment would otherwise be a blank page)."""
+    top), white at 0 and black at the map's largest weight, or at twice the uniform weight
+    2 / L if that is larger, so a uniform alignment shows mid-grey, not black (the title gives
+    both)."""
     weights = np.asarray(weights)[:, : len(words)]
-    top_weight = float(weights.max()) if weights.size else 1.0
-    title = f"{title}  [black: {top_weight:.2f}]"
+    uniform = 1 / max(len(words), 1)
+    top_weight = max(float(weights.max()) if weights.size else 0.0, 2 * uniform)
+    title = f"{title}  [black: {top_weight:.2f}; uniform 1/L: {uniform:.2f}]"
     font = ImageFont.load_default()
     word_w = max([int(font.getlength(w)) for w in words] + [cell]) + 4
     left, top = 36, 18
@@ -113,8 +115,9 @@ def alignment_map(weights: np.ndarray, words: list[str], title: str, cell: int =
 
 class WordAlignment(_StepFigure):
     """alignDRAW's alignment: for each fixed caption, the attention weights over its words at
-    every step t = 1..T (a heat map, words as column labels, darker = more weight, black at the
-    map's largest weight, which its title gives). Saved to
+    every step t = 1..T (a heat map, words as column labels, darker = more weight; black at the
+    map's largest weight or at twice the uniform weight, mid-grey at uniform, as its title
+    says). Saved to
     ``<run>/alignment/epoch_XXXX.png`` and logged to every image logger. On a model without
     word alignment it warns once and draws nothing.
 
