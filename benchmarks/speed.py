@@ -137,6 +137,7 @@ def main() -> None:
     p.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     p.add_argument("--channels-last", action="store_true", help="networks and images NHWC")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D (both loops)")
+    p.add_argument("--fused-adam", action="store_true", help="fused Adam (both loops)")
     p.add_argument("--workers", type=int, default=0, help="loader workers for the data figure")
     p.add_argument("--profile", action="store_true",
                    help="then one more fit round under Lightning's SimpleProfiler: where the "
@@ -146,14 +147,15 @@ def main() -> None:
     dev = torch.device("cuda" if device == "gpu" else "cpu")
     print(f"device {torch.cuda.get_device_name() if device == 'gpu' else 'cpu'}, "
           f"{torch.get_num_threads()} threads, {a.precision}, channels_last={a.channels_last}, "
-          f"compile={a.compile}, "
+          f"compile={a.compile}, fused_adam={a.fused_adam}, "
           f"batch {a.batch_size}, {a.rounds} rounds x {a.steps} timed batches per loop")  # fmt: skip
     print("model            fit img/s  bare img/s  fit/bare  (per round: fit s, bare s)")
     for name in a.model or ["gan_int_cls", "stackgan_stage1"]:
         torch.manual_seed(0)
         fit_model = build(name).to(dev)
         bare_model = build(name).to(dev)
-        speed_ups = SpeedUps(channels_last=a.channels_last, compile=a.compile)
+        speed_ups = SpeedUps(channels_last=a.channels_last, compile=a.compile,
+                             fused_adam=a.fused_adam)  # fmt: skip
         for model in (fit_model, bare_model):  # the fixed batch is already in that layout
             speed_ups.setup(None, model, "fit")
         batch = fixed_batch(a.batch_size, 64, dev, a.channels_last)

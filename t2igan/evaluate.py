@@ -271,6 +271,9 @@ def evaluate(argv: list[str]) -> dict:
     p.add_argument("--damsm-image-encoder", default=None, help="AttnGAN's image_encoder*.pth")
     p.add_argument("--damsm-captions", default=None,
                    help="AttnGAN's captions.pickle (the DAMSM vocabulary)")  # fmt: skip
+    p.add_argument("--sje-ckpt", default=None,
+                   help="R-precision without DAMSM: a DS-SJE checkpoint t2igan trained (its scores "
+                   "are not comparable with the papers')")  # fmt: skip
     p.add_argument("--config", default=None, help="run config (default: RUN/config.yaml)")
     p.add_argument("--out", default=None, help="results JSON (default: <ckpt>.eval.json)")
     p.add_argument("--batch-size", type=int, default=64, help="images per sampling batch")
@@ -299,12 +302,17 @@ def evaluate(argv: list[str]) -> dict:
 
         classifier, clf_path = load_or_train(dm.root, dm.reader.seed)
     encoders, missing = None, None
-    if "r_precision" in a.metrics:
+    damsm = (a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions)
+    if "r_precision" in a.metrics:  # DAMSM when any of its files is given, else DS-SJE if given
         from t2igan.metrics.damsm import DAMSMPair
+        from t2igan.models.char_cnn_rnn import SJEPair
 
         try:
-            encoders = DAMSMPair(a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions,
-                                 torch_device(a.device))  # fmt: skip
+            if a.sje_ckpt is not None and not any(damsm):
+                sje = require(a.sje_ckpt, "--sje-ckpt", "damsm")
+                encoders = SJEPair(sje, torch_device(a.device))
+            else:
+                encoders = DAMSMPair(*damsm, torch_device(a.device))
         except MissingWeightsError as err:
             missing = str(err)
     scorer = Scorer(a.metrics, protocol, a.inception_weights, a.clip_model, encoders,

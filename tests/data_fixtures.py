@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image
 
 from t2igan.data.contract import CUB_PARTS
-
-from .t7_writer import save_t7
+from t2igan.data.t7 import save_t7, tensor
 
 #: Image sizes (w, h) cycled over the fixture images: not square, not all alike.
 SIZES = ((80, 60), (64, 96), (100, 70))
@@ -195,16 +194,42 @@ def py2_pickle(path: Path, obj, unicode_text: bool = False) -> Path:
     return path
 
 
-def write_reed_t7(path: Path, img: str, txt: np.ndarray, captions: list[str]) -> None:
-    """One of Reed's per-image tables: ``img``, ``txt`` (C, D) and ``char`` (201, C) bytes."""
+def reed_chars(captions: list[str]) -> np.ndarray:
+    """Captions as Reed's ``char`` bytes (201, C): 1-based alphabet indices, 0 = padding."""
     from t2igan.data.paper_files import REED_ALPHABET
 
     char = np.zeros((201, len(captions)), dtype=np.uint8)
     for j, text in enumerate(captions):
         for i, ch in enumerate(text[:201]):
             char[i, j] = REED_ALPHABET.index(ch) + 1
+    return char
+
+
+def write_reed_t7(path: Path, img: str, txt: np.ndarray, captions: list[str]) -> None:
+    """One of Reed's per-image tables: ``img``, ``txt`` (C, D) and ``char`` (201, C) bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_t7(path, {"img": img, "txt": txt.astype(np.float32), "char": char})
+    save_t7(path, {"img": img, "txt": txt.astype(np.float32), "char": reed_chars(captions)})
+
+
+def write_reed_cvpr(root: Path, classes: dict[str, list[list[str]]], train: list[int],
+                    dim: int = 16) -> dict[str, np.ndarray]:  # fmt: skip
+    """Reed's cvpr2016 layout: ``manifest.txt``, ``trainvalids.txt`` (the 1-based manifest lines
+    in ``train``), ``images/<class>.t7`` float (N, dim, 10) and ``text_c10/<class>.t7`` bytes
+    (N, 201, 10), for ``classes``: file name -> each image's captions. Returns the features
+    written per class; feature [i, f, v] is 1000 * class index + 100 * i + f + v / 10."""
+    feats = {}
+    for dirname in ("images", "text_c10"):
+        (root / dirname).mkdir(parents=True, exist_ok=True)
+    for k, (fname, images) in enumerate(classes.items()):
+        n = len(images)
+        i, f, v = np.meshgrid(np.arange(n), np.arange(dim), np.arange(10), indexing="ij")
+        feats[fname] = (1000 * k + 100 * i + f + v / 10).astype(np.float32)
+        save_t7(root / "images" / fname, tensor(feats[fname]))
+        chars = np.stack([reed_chars((caps + [""] * 10)[:10]) for caps in images])
+        save_t7(root / "text_c10" / fname, tensor(chars))
+    (root / "manifest.txt").write_text("".join(f"{c}\n" for c in classes))
+    (root / "trainvalids.txt").write_text("".join(f"{i}\n" for i in train))
+    return feats
 
 
 def write_port_hdf5(path: Path, images: dict[str, tuple[str, list[str]]], dim: int = 8) -> None:

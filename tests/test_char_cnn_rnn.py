@@ -212,6 +212,19 @@ def test_gan_on_the_trained_encoder_generates_and_embeds(trained_encoder, data_r
     with h5py.File(out) as f:
         np.testing.assert_allclose(f["embeddings"][:], enc.encode(["a red bird.",
                                    "a blue bird with a white head."]), atol=1e-6)  # fmt: skip
+    # the papers' demo layout, as StackGAN-PyTorch's sampling reads it (torchfile; its list
+    # heuristic compares tensors with tables, which numpy 2 refuses, for Lua's files as for ours)
+    import torchfile
+
+    path = embed_file(tmp_path / "caps.txt", tmp_path / "val.t7", enc)
+    table = torchfile.load(str(path), use_list_heuristic=False)
+    raw, fea = table[b"raw_txt"], table[b"fea_txt"]
+    assert [raw[k].decode() for k in (1, 2)] == ["a red bird.", "a blue bird with a white head."]
+    np.testing.assert_allclose(np.concatenate([fea[1], fea[2]], axis=0),
+                               enc.encode(["a red bird.", "a blue bird with a white head."]),
+                               atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="name an .h5 file .* or a .t7 file"):
+        embed_file(tmp_path / "caps.txt", tmp_path / "val.pickle", enc)
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="empty.txt: no captions"):
         embed_file(tmp_path / "empty.txt", tmp_path / "e.h5", enc)
@@ -219,3 +232,32 @@ def test_gan_on_the_trained_encoder_generates_and_embeds(trained_encoder, data_r
     enc_path.rename(tmp_path / "moved.ckpt")
     with pytest.raises(FileNotFoundError, match="encoder.ckpt not found .*put the file back"):
         generate(str(tmp_path / "gan.ckpt"), ["a red bird"], out=str(tmp_path / "out2"))
+
+
+def test_trained_encoder_as_the_r_precision_pair(trained_encoder):
+    """The DS-SJE fallback of R-precision: real held-out images with their own captions rank
+    above mismatched ones well above chance; the pair says its scores are not the papers'."""
+    from t2igan.metrics.evaluation import r_precision
+    from t2igan.models.char_cnn_rnn import SJEPair
+
+    _, path, _, dm = trained_encoder
+    ds = dm.dataset_of("test")
+    images = torch.stack([ds.centre_image(i) for i in range(len(ds))])
+    captions = [ds.split.captions[i][0] for i in range(len(ds))]
+    pair = SJEPair(path)
+    assert pair.comparable is False and pair.files == {"sje_checkpoint": path}
+    # a generated image of another size is resized to the encoder's
+    big = torch.nn.functional.interpolate(images[:4], scale_factor=2)
+    cos = torch.cosine_similarity(pair.encode_images(big), pair.encode_images(images[:4]))
+    assert (cos > 0.95).all(), cos
+    mean, _ = r_precision(pair.encode_images(images), pair.encode_texts(captions), 10, 8)
+    # chance is 1/8 (same-class captions count as mismatched); this 300-step encoder: 0.24
+    assert mean > 1.5 / 8, mean
+    with pytest.raises(ValueError, match="not a DS-SJE text encoder"):
+        from t2igan.models import GANINTCLS
+
+        gan = GANINTCLS(text_dim=8, image_size=32, ngf=4, ndf=4)
+        trainer = L.Trainer(logger=False, max_steps=0, enable_checkpointing=False)
+        trainer.strategy.connect(gan)
+        trainer.save_checkpoint(path.parent / "gan.ckpt")
+        SJEPair(path.parent / "gan.ckpt")

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from t2igan.data.t7 import Obj, Tensor, save_t7, tensor
 from t2igan.models.char_cnn_rnn import CharCNNEncoder, CharCNNGRU, CharCNNRNN
 from t2igan.models.char_cnn_rnn_t7 import convert_t7
-
-from .t7_writer import Obj, Tensor, save_t7, tensor
 
 
 def _linear(w, b, storage=None):

@@ -199,7 +199,8 @@ def test_errors_raised_during_fit_are_one_line(data_root, capsys):
     ]
     code, lines = fails(["fit", "--config", QUICKSTART, "--data.dataset", "foo"], capsys)
     assert [ln for ln in lines if ln.startswith("t2igan")] == [
-        "t2igan fit: unknown dataset 'foo'; choose one of synthetic, cub, flowers, mhp, port-hdf5"
+        "t2igan fit: unknown dataset 'foo'; choose one of synthetic, cub, flowers, mhp, port-hdf5, "
+        "reed-cvpr"
     ]
 
 

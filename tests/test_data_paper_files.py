@@ -22,7 +22,14 @@ from t2igan.data.paper_files import (
 )
 
 from .conftest import SHARED_DATA
-from .data_fixtures import cub_keys, make_cub, write_port_hdf5, write_reed_t7, write_stackgan
+from .data_fixtures import (
+    cub_keys,
+    make_cub,
+    write_port_hdf5,
+    write_reed_cvpr,
+    write_reed_t7,
+    write_stackgan,
+)
 
 
 @pytest.fixture
@@ -261,3 +268,78 @@ def test_real_stackgan_pickles_load_restricted():
             with open(path, "rb") as f:
                 plain = pickle.load(f, encoding="latin1")  # the real files, trusted here
             assert read_pickle(path) == plain and len(plain) in (8855, 2933)
+
+
+def _cvpr(tmp_path):
+    classes = {
+        "001.Red_bird.t7": [["a red bird."], ["a red bird, small."], ["red."]],
+        "002.Blue_bird.t7": [["a blue bird."], ["blue!", "very blue."]],
+        "003.Green_bird.t7": [["a green bird."], ["green."]],
+        "004.Black_bird.t7": [["a black bird."]],
+    }
+    root = tmp_path / "cvpr2016_cub"
+    return root, write_reed_cvpr(root, classes, train=[1, 3])
+
+
+def test_reed_cvpr_features_and_captions(tmp_path):
+    """Reed's char-CNN-RNN data: features (N, F, 10) become (10, F) per image, captions are
+    decoded (empty columns dropped), classes split by trainvalids.txt, val is test."""
+    from t2igan.data.paper_files import ReedCVPRReader
+
+    root, feats = _cvpr(tmp_path)
+    reader = ReedCVPRReader(root)
+    train, test = reader.load("train"), reader.load("test")
+    assert train.names == ["001.Red_bird/1", "001.Red_bird/2", "001.Red_bird/3",
+                           "003.Green_bird/1", "003.Green_bird/2"]  # fmt: skip
+    assert list(train.labels) == [1, 1, 1, 3, 3] and list(test.labels) == [2, 2, 4]
+    assert train.captions[1] == ["a red bird, small."] and test.captions[1] == [
+        "blue!",
+        "very blue.",
+    ]
+    assert train.images is None and train.image_features[4].shape == (10, 16)
+    np.testing.assert_array_equal(train.image_features[4], feats["003.Green_bird.t7"][1].T)
+    assert reader.load("val").names == test.names
+
+
+def test_reed_cvpr_trains_the_sje_encoder_on_view_features(tmp_path):
+    import lightning as L
+
+    from t2igan.data import HashingEncoder
+    from t2igan.models import GANINTCLS, CharCNNRNNSJE
+
+    root, _ = _cvpr(tmp_path)
+    dm = T2IDataModule(dataset="reed-cvpr", root=str(tmp_path), batch_size=2,
+                       sampler="distinct_classes", text_encoder=HashingEncoder(dim=8))  # fmt: skip
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image_features"].shape == (2, 10, 16) and "images" not in batch
+    assert len(set(batch["labels"].tolist())) == 2 and "images" not in dm.caption_examples("val", 2)
+    model = CharCNNRNNSJE(cnn_dim=16, emb_dim=16, conv_widths=(16, 16))
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    assert model.image_side == "features"
+    top1, _ = model.zero_shot(dm.dataset_of("test"))  # view 1 of each held-out image
+    assert 0 <= top1 <= 1
+    gan = GANINTCLS(text_dim=8, image_size=32, ngf=4, ndf=4)
+    with pytest.raises(ValueError, match="reed-cvpr has image features only"):
+        L.Trainer(max_steps=1, logger=False, enable_checkpointing=False).fit(gan, datamodule=dm)
+
+
+def test_reed_cvpr_bad_folders_name_the_file(tmp_path):
+    from t2igan.data.paper_files import ReedCVPRReader
+    from t2igan.data.t7 import save_t7, tensor
+
+    with pytest.raises(FileNotFoundError, match="manifest.txt not found.*reedscot/cvpr2016"):
+        ReedCVPRReader(tmp_path / "nowhere")
+    root, _ = _cvpr(tmp_path)
+    (root / "trainvalids.txt").write_text("1\n9\n")
+    with pytest.raises(ValueError, match="trainvalids.txt: line 9 is not in"):
+        ReedCVPRReader(root)
+    (root / "trainvalids.txt").write_text("1\n")
+    save_t7(root / "images" / "001.Red_bird.t7", tensor(np.zeros((2, 16, 10), np.float32)))
+    with pytest.raises(ValueError, match="001.Red_bird.t7 has 2 images but .*text_c10.* for 3"):
+        ReedCVPRReader(root).load("train")
+    (root / "images" / "001.Red_bird.t7").write_text("not torch")
+    with pytest.raises(ValueError, match="images/001.Red_bird.t7: not a readable Torch7 file"):
+        ReedCVPRReader(root).load("train")

@@ -331,6 +331,44 @@ def test_speed_ups_keep_results_and_checkpoint_names(data_root):
     assert list(model.state_dict()) == names
 
 
+def test_fused_adam_is_opt_in_keeps_the_losses_and_follows_the_run_not_the_checkpoint(
+    data_root, tmp_path
+):
+    import lightning as L
+
+    from t2igan.callbacks import SpeedUps
+    from t2igan.models import GANINTCLS
+
+    from .conftest import tiny_datamodule
+
+    def run(callbacks, steps=2, ckpt_path=None, model=None):
+        L.seed_everything(0)
+        dm = tiny_datamodule(data_root)
+        model = model or GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8)
+        trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, limit_val_batches=0, callbacks=callbacks)  # fmt: skip
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return trainer, model
+
+    plain, _ = run([])
+    fused, model = run([SpeedUps(fused_adam=True)])
+    assert [g["fused"] for o in plain.optimizers for g in o.param_groups] == [None, None]
+    assert [g["fused"] for o in fused.optimizers for g in o.param_groups] == [True, True]
+    for key in ("train/d_loss", "train/g_loss"):
+        assert float(fused.callback_metrics[key]) == pytest.approx(
+            float(plain.callback_metrics[key]), abs=1e-5)  # fmt: skip
+    fused.save_checkpoint(tmp_path / "fused.ckpt")
+    dm = tiny_datamodule(data_root)
+    again, _ = run([], steps=4, ckpt_path=tmp_path / "fused.ckpt",
+                   model=GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8))  # fmt: skip
+    assert [g["fused"] for o in again.optimizers for g in o.param_groups] == [None, None]
+    with pytest.raises(ValueError, match="does not train with the GAN engine's Adam pair"):
+        from t2igan.models import CharCNNRNNSJE
+
+        SpeedUps(fused_adam=True).setup(None, CharCNNRNNSJE(cnn_dim=8, emb_dim=8,
+                                                            conv_widths=(8, 8)), "fit")  # fmt: skip
+
+
 def test_image_metrics_callback_in_fit_and_test(data_root, quick_classifier):
     import lightning as L
 
@@ -385,3 +423,35 @@ def test_damsm_pair_loads_attngan_layout_and_feeds_r_precision(tmp_path):
     with pytest.raises(ValueError, match="text_encoder.pth does not fit AttnGAN's DAMSM encoder"):
         DAMSMPair(tmp_path / "text_encoder.pth", tmp_path / "text_encoder.pth",
                   tmp_path / "captions.pickle")  # fmt: skip
+
+
+def test_r_precision_falls_back_to_a_ds_sje_checkpoint(tiny_run, quick_classifier, tmp_path,
+                                                       capsys):  # fmt: skip
+    """Without DAMSM files, ``--sje-ckpt`` scores R-precision with t2igan's own DS-SJE encoders,
+    recorded as not comparable with the papers; a checkpoint of another kind is one line."""
+    import lightning as L
+
+    from t2igan.models import CharCNNRNNSJE
+
+    sje = CharCNNRNNSJE(image_size=16, cnn_dim=16, emb_dim=16, conv_widths=(16, 16),
+                        image_width=4)  # fmt: skip
+    trainer = L.Trainer(logger=False, max_steps=0, enable_checkpointing=False)
+    trainer.strategy.connect(sje)
+    trainer.save_checkpoint(tmp_path / "sje.ckpt")
+    ckpt = str(tiny_run / "checkpoints" / "last.ckpt")
+    out = tmp_path / "scores.json"
+    main(["evaluate", "--ckpt", ckpt, "--metrics", "r_precision", "--num-samples", "100",
+          "--sje-ckpt", str(tmp_path / "sje.ckpt"), "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    score = result["scores"]["r_precision"]
+    assert score["comparable_with_papers"] is False and "DS-SJE" in score["encoders"]
+    assert 0 <= score["mean"] <= 1 and score["std"] is not None
+    assert result["weights_sha256"]["sje_checkpoint"] == sha256(tmp_path / "sje.ckpt")
+    capsys.readouterr()
+    for sje_ckpt, first in [(ckpt, "is a GANINTCLS checkpoint, not a DS-SJE text encoder"),
+                            (str(tmp_path / "no.ckpt"), "r_precision skipped: --sje-ckpt ")]:  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--ckpt", ckpt, "--metrics", "r_precision", "--num-samples", "100",
+                  "--sje-ckpt", sje_ckpt, "--out", str(out)])  # fmt: skip
+        err = capsys.readouterr().err.splitlines()
+        assert first in err[0], err

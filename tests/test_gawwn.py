@@ -286,6 +286,34 @@ def test_where_and_what_figures(cls, data_root, tmp_path):
         assert not WhereGrid().supports(plain)
 
 
+@pytest.mark.parametrize("cls,key", [(GAWWNBox, "boxes"), (GAWWNKeypoints, "keypoints")])
+def test_interpolation_figures_keep_each_rows_location(cls, key, data_root, monkeypatch):
+    """Reed's interpolation figures on a location model: every column of a row is drawn at
+    the location of that row's (first) caption's image; the plain GAN is called without one."""
+    from types import SimpleNamespace
+
+    from t2igan.callbacks import CaptionInterpolation, NoiseInterpolation
+
+    dm = tiny_datamodule(data_root, image_size=64, load_size=76)
+    trainer = SimpleNamespace(datamodule=dm)
+    for model in (cls(text_dim=dm.text_dim, **TINY).eval(),
+                  GANINTCLS(text_dim=dm.text_dim, image_size=64, ngf=4, ndf=4).eval()):  # fmt: skip
+        calls = []
+        sample = model.sample
+        monkeypatch.setattr(model, "sample", lambda *a, _c=calls, _s=sample, **kw: _c.append(kw)
+                            or _s(*a, **kw))  # fmt: skip
+        for figure, rows in ((CaptionInterpolation(num_pairs=2, num_steps=3), 2),
+                             (NoiseInterpolation(num_captions=3, num_steps=3), 3)):  # fmt: skip
+            figure.fixed = figure.choose(trainer, model)
+            images, ncol, labels = figure.draw(model)
+            assert images.shape == (rows * 3, 3, 64, 64) and ncol == 3 and len(labels) == rows
+            if isinstance(model, GANINTCLS):
+                assert calls[-1] == {}
+                continue
+            asked = dm.caption_examples("val", rows if rows == 3 else 4)[key][:rows]
+            assert torch.equal(calls[-1][key], asked.repeat_interleave(3, 0))
+
+
 # ------------------------------------------------------------------------------ generate
 @pytest.fixture(scope="module")
 def gawwn_ckpts(data_root, tmp_path_factory) -> dict:

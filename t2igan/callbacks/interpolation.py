@@ -3,6 +3,8 @@ interpolation at a fixed caption, and style transfer from real query images (Fig
 
 Each is a :class:`~t2igan.callbacks.figures.FixedInputFigure` and reaches models only through
 their public interface (``sample_noise``, ``sample``, and for style transfer ``encode_style``).
+For a model that takes a location (GAWWN's boxes or keypoints) each row keeps the location of
+its (first) caption's image, so only the text or the noise changes along it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import lightning as L
 import torch
 
 from t2igan.callbacks.figures import FixedInputFigure
+from t2igan.callbacks.location import fixed_location, location_kwargs
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
@@ -57,6 +60,7 @@ class CaptionInterpolation(FixedInputFigure):
             "text_a": ex["text_emb"][:n],
             "text_b": ex["text_emb"][n:],
             "noise": self.noise(pl_module, n),
+            **fixed_location(pl_module, ex, n),
         }
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
@@ -64,7 +68,8 @@ class CaptionInterpolation(FixedInputFigure):
         text = lerp(f["text_a"], f["text_b"], self.num_steps)  # (pairs * steps, D)
         noise = f["noise"].repeat_interleave(self.num_steps, 0)  # one noise per row
         labels = [f"{a}  ->  {b}" for a, b in f["captions"]]
-        return pl_module.sample(text, noise), self.num_steps, labels
+        where = location_kwargs(f, self.num_steps)
+        return pl_module.sample(text, noise, **where), self.num_steps, labels
 
 
 class NoiseInterpolation(FixedInputFigure):
@@ -98,14 +103,16 @@ class NoiseInterpolation(FixedInputFigure):
     def choose(self, trainer: L.Trainer, pl_module) -> dict:
         ex = trainer.datamodule.caption_examples(self.split, self.num_captions)
         z = self.noise(pl_module, 2)
-        return {"captions": ex["captions"], "text_emb": ex["text_emb"], "z_a": z[:1], "z_b": z[1:]}
+        return {"captions": ex["captions"], "text_emb": ex["text_emb"], "z_a": z[:1], "z_b": z[1:],
+                **fixed_location(pl_module, ex)}  # fmt: skip
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
         f = self.fixed
         rows = len(f["captions"])
         noise = lerp(f["z_a"], f["z_b"], self.num_steps).repeat(rows, 1)  # (rows * steps, z)
         text = f["text_emb"].repeat_interleave(self.num_steps, 0)
-        return pl_module.sample(text, noise), self.num_steps, list(f["captions"])
+        where = location_kwargs(f, self.num_steps)
+        return pl_module.sample(text, noise, **where), self.num_steps, list(f["captions"])
 
 
 class StyleTransferGrid(FixedInputFigure):

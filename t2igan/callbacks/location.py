@@ -28,6 +28,22 @@ def location_of(model) -> str | None:
     return next((k for k in getattr(model, "takes", ()) if k in LOCATIONS), None)
 
 
+def fixed_location(model, examples: dict, n: int | None = None) -> dict:
+    """The location of the first ``n`` caption examples, for a figure's fixed inputs:
+    ``{"key": "boxes" | "keypoints", "where": (n, ...)}``, or ``{}`` for a model that takes
+    none."""
+    key = location_of(model)
+    return {"key": key, "where": examples[key][:n]} if key else {}
+
+
+def location_kwargs(fixed: dict, repeats: int) -> dict:
+    """The ``sample`` keyword of :func:`fixed_location`'s location, each row repeated
+    ``repeats`` times (one per column of the figure), or ``{}``."""
+    if not fixed.get("key"):
+        return {}
+    return {fixed["key"]: fixed["where"].repeat_interleave(repeats, 0)}
+
+
 def draw_location(images: torch.Tensor, key: str, where: torch.Tensor) -> torch.Tensor:
     """Copies of ``images`` (N, 3, H, W) in [-1, 1] with the location drawn on: each box
     (N, 4) normalised (x, y, w, h) as a red outline, or each visible keypoint (N, K, 3) as a

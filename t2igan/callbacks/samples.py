@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from t2igan.callbacks.figures import FixedInputFigure
-from t2igan.callbacks.location import location_of
+from t2igan.callbacks.location import LOCATIONS, fixed_location, location_kwargs
 
 
 class SampleGrid(FixedInputFigure):
@@ -67,8 +67,8 @@ class SampleGrid(FixedInputFigure):
             start += n
         shared = [s for s in self.splits if s not in splits]
         note = f" ({', '.join(shared)} is the same split here)" if shared else ""
-        key = location_of(pl_module)
-        where = {"key": key, "where": torch.cat([e[key] for e in ex])} if key else {}
+        where = fixed_location(pl_module, {k: torch.cat([e[k] for e in ex]) for k in LOCATIONS
+                                           if k in ex[0]})  # fmt: skip
         if "tokens" in getattr(pl_module, "takes", ()):  # a model that reads the words
             where["tokens"] = torch.cat([e["tokens"] for e in ex])
         return {
@@ -88,10 +88,10 @@ class SampleGrid(FixedInputFigure):
     def conditioning(self) -> dict:
         """The fixed location of every image (by the model's name for it) and the captions'
         word ids for a model that reads them, or nothing."""
-        f, cols = self.fixed, len(self.fixed["noise"])
-        out = {"tokens": f["tokens"].repeat_interleave(cols, 0)} if "tokens" in f else {}
-        if f.get("key"):
-            out[f["key"]] = f["where"].repeat_interleave(cols, 0)
+        cols = len(self.fixed["noise"])
+        out = location_kwargs(self.fixed, cols)
+        if "tokens" in self.fixed:
+            out["tokens"] = self.fixed["tokens"].repeat_interleave(cols, 0)
         return out
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:

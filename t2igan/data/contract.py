@@ -42,6 +42,9 @@ class Batch(TypedDict):
         tokens: (B, L) long word ids of ``captions`` (the first sampled caption), padded with 0,
             unknown words 1, cut to ``L = max_words`` words (:mod:`t2igan.data.tokens`); when
             the data module has a vocabulary (built from the training captions).
+        image_features: (B, V, F) float, the authors' fixed image features (V views of each
+            image: Reed's GoogLeNet 1024-d, 10 crops); only from ``reed-cvpr``, which has no
+            ``images`` or ``wrong_images``.
     """
 
     images: torch.Tensor
@@ -55,6 +58,7 @@ class Batch(TypedDict):
     attributes: NotRequired[torch.Tensor]
     attributes_named: NotRequired[torch.Tensor]
     tokens: NotRequired[torch.Tensor]
+    image_features: NotRequired[torch.Tensor]
 
 
 @dataclass
@@ -63,7 +67,8 @@ class Split:
 
     Args:
         images: N uint8 arrays (H, W, 3), or any sequence that yields them when indexed
-            (a lazy reader over files or an HDF5 dataset).
+            (a lazy reader over files or an HDF5 dataset); None for a split of image features
+            only (``image_features``).
         captions: N lists of caption strings (at least one each).
         labels: (N,) int class ids, used to draw "wrong" images from other classes.
         names: N identifiers (file names), for error messages and provenance.
@@ -74,6 +79,8 @@ class Split:
         caption_attributes: N bool arrays (C_i, A): which attributes each caption names.
         caption_emb: N float arrays (C_i, D) of precomputed caption embeddings (the papers'
             files), or None to compute them with the data module's text encoder.
+        image_features: N float arrays (V, F), fixed features of V views of each image (Reed's
+            GoogLeNet features), or None.
     """
 
     images: object
@@ -86,15 +93,19 @@ class Split:
     attributes: np.ndarray | None = None
     caption_attributes: list[np.ndarray] | None = None
     caption_emb: list[np.ndarray] | None = None
+    image_features: list[np.ndarray] | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.captions)
-        for key in ("labels", "names", "boxes", "keypoints", "attributes", "caption_emb"):
+        for key in ("labels", "names", "boxes", "keypoints", "attributes", "caption_emb",
+                    "image_features"):  # fmt: skip
             value = getattr(self, key)
             if value is not None and len(value) != n:
                 raise ValueError(f"Split.{key} has {len(value)} entries for {n} images")
-        if len(self.images) != n:
+        if self.images is None and self.image_features is None:
+            raise ValueError("a Split needs images or image_features")
+        if self.images is not None and len(self.images) != n:
             raise ValueError(f"Split.images has {len(self.images)} entries for {n} caption lists")
         empty = [self.names[i] for i, caps in enumerate(self.captions) if not caps]
         if empty:

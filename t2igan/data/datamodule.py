@@ -23,7 +23,7 @@ from t2igan.data.tokens import Vocabulary, filter_caption_lengths, words
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("synthetic", "cub", "flowers", "mhp", "port-hdf5")
+DATASETS = ("synthetic", "cub", "flowers", "mhp", "port-hdf5", "reed-cvpr")
 WRONG_MODES = ("class", "shift")
 SAMPLERS = ("shuffle", "class_uniform", "distinct_classes")
 
@@ -48,11 +48,14 @@ class T2IDataModule(L.LightningDataModule):
     Args:
         dataset: which dataset to read: ``synthetic`` (built in, drawn on the fly), ``cub``
             (CUB-200-2011 with Reed's captions), ``flowers`` (Oxford-102 with Reed's captions),
-            ``mhp`` (MPII human pose, captions from a JSON-lines file) or ``port-hdf5`` (a
-            ``birds.hdf5``/``flowers.hdf5`` file of the PyTorch port, given as ``source``).
+            ``mhp`` (MPII human pose, captions from a JSON-lines file), ``port-hdf5`` (a
+            ``birds.hdf5``/``flowers.hdf5`` file of the PyTorch port, given as ``source``) or
+            ``reed-cvpr`` (Reed's char-CNN-RNN training data: GoogLeNet features and captions,
+            no images; only the DS-SJE text encoder trains on it).
         root: folder that holds the datasets (and their caches).
         source: the dataset's own folder or file; default: looked up under ``root``
-            (``CUB_200_2011`` or ``birds/CUB_200_2011``, ``flowers``, ``mpii``, ``birds.hdf5``).
+            (``CUB_200_2011`` or ``birds/CUB_200_2011``, ``flowers``, ``mpii``, ``birds.hdf5``,
+            ``cvpr2016_cub``).
         split: cub and flowers: ``class`` (the papers' class-disjoint split, the default) or
             ``official`` (the datasets' image-level split).
         bbox_crop: cub: crop around the bounding box as StackGAN does (side 1.5 x max(w, h)).
@@ -195,6 +198,8 @@ class T2IDataModule(L.LightningDataModule):
         if self._cache is not False:
             return self._cache
         self._cache = None
+        if not getattr(cache.reader_class(self.dataset), "cacheable", True):
+            return None
         load = self.load_size or self.image_size
         command = cache.prepare_command(self.dataset, self.root, self._given_source, load,
                                         self.options)  # fmt: skip
@@ -237,8 +242,9 @@ class T2IDataModule(L.LightningDataModule):
                 )  # fmt: skip
             return cached.load(name)
         split = self._raw_reader().load(name)
-        # decode each image at the load size once, rather than decode, then resize the array
-        split.images = cache._resized(split.images, self.load_size or self.image_size)
+        if split.images is not None:
+            # decode each image at the load size once, rather than decode, then resize the array
+            split.images = cache._resized(split.images, self.load_size or self.image_size)
         return split
 
     def _embed(self, split: Split, name: str | None = None) -> list[np.ndarray]:
@@ -417,8 +423,8 @@ class T2IDataModule(L.LightningDataModule):
         """``n`` fixed examples of ``split`` (spread over it) with one caption each.
 
         Returns a dict with ``captions`` (n strings), ``text_emb`` (n, D) the embedding of that
-        single caption, ``images`` (n, 3, H, W) the real images, ``tokens`` (n, L) the
-        caption's word ids (with a vocabulary), and, where the dataset has them,
+        single caption, ``tokens`` (n, L) the caption's word ids (with a vocabulary), and, where
+        the dataset has them, ``images`` (n, 3, H, W) the real images,
         ``attributes`` / ``attributes_named``, ``boxes`` (n, 4) and ``keypoints`` (n, K, 3) of
         the images as shown. Callbacks use it to choose fixed inputs.
         """
@@ -427,8 +433,9 @@ class T2IDataModule(L.LightningDataModule):
         out = {
             "captions": [ds.split.captions[i][0] for i in idx],
             "text_emb": torch.stack([ds.emb[i][0] for i in idx]),
-            "images": torch.stack([ds.centre_image(int(i)) for i in idx]),
         }
+        if ds.has_images:
+            out["images"] = torch.stack([ds.centre_image(int(i)) for i in idx])
         if ds.tokens is not None:
             out["tokens"] = torch.stack([ds.tokens[i][0] for i in idx])
         if ds.split.attributes is not None:

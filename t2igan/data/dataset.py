@@ -72,9 +72,12 @@ class TextImageDataset(Dataset):
         self.random_crop = random_crop
         self.flip = flip
         self.num_captions = num_captions
-        self.wrong_images = wrong_images
+        self.has_images = split.images is not None
+        self.wrong_images = wrong_images and self.has_images
+        self.features = (None if split.image_features is None else
+                         [torch.as_tensor(f, dtype=torch.float32) for f in split.image_features])  # fmt: skip
         labels = np.asarray(split.labels)
-        if wrong_images and len(np.unique(labels)) < 2:
+        if self.wrong_images and len(np.unique(labels)) < 2:
             raise ValueError("a split needs at least two classes to draw mismatched images")
         # Images sorted by class: drawing r in [0, N - n_c) and skipping class c's block gives a
         # uniform draw over the images of every other class.
@@ -90,6 +93,8 @@ class TextImageDataset(Dataset):
 
     def image(self, i: int) -> torch.Tensor:
         """Image ``i`` as a (3, load, load) uint8 tensor."""
+        if not self.has_images:
+            raise ValueError(f"this split has image features, no images ({self.split.names[i]})")
         img = self.split.images[i]
         if img.shape[0] != self.load_size or img.shape[1] != self.load_size:
             size = (self.load_size, self.load_size)
@@ -183,12 +188,15 @@ class TextImageDataset(Dataset):
         emb = self.emb[i]
         picks = torch.randint(len(emb), (self.num_captions,), generator=g)
         item = {
-            "images": self._crop_image(i, ox, oy, flipped),
             "text_emb": emb[picks].mean(0),
             "captions": self.split.captions[i][int(picks[0])],
             "labels": self.labels[i],
             "index": torch.tensor(i),
         }
+        if self.has_images:
+            item["images"] = self._crop_image(i, ox, oy, flipped)
+        if self.features is not None:
+            item["image_features"] = self.features[i]
         if self.tokens is not None:
             item["tokens"] = self.tokens[i][int(picks[0])]
         if self.wrong_images:

@@ -4,9 +4,16 @@ t2igan embed --captions my_captions.txt --out emb.h5
 t2igan embed --captions my_captions.txt --out emb.h5 --text-encoder t2igan.data.HashingEncoder \
     --init-args '{"dim": 512}'
 
-The output HDF5 file holds ``captions`` (N strings, in the order of the input lines),
+t2igan embed --captions my_captions.txt --out val_captions.t7 --text-encoder \
+    t2igan.models.CharCNNEncoder --init-args '{"checkpoint": "cub_gru.ckpt"}'
+
+An ``.h5`` output holds ``captions`` (N strings, in the order of the input lines),
 ``embeddings`` (N, D) float32, and the encoder's spec as JSON in the ``encoder`` attribute (the
-same spec checkpoints record, so ``encoder_from_spec`` rebuilds it).
+same spec checkpoints record, so ``encoder_from_spec`` rebuilds it). A ``.t7`` output is the
+layout of the papers' own demo scripts (Reed's txt2img_demo.lua builds it, StackGAN's
+``get_embedding.lua`` writes it, and StackGAN-PyTorch's ``--STAGE`` sampling reads
+``test/val_captions.t7``): a Torch table with ``raw_txt`` (the N captions) and ``fea_txt`` (N
+float tensors of shape (1, D)).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ def embed_file(captions: str | Path, out: str | Path, encoder: TextEncoder) -> P
 
     Args:
         captions: a text file, one caption per line (Windows line endings are fine).
-        out: the HDF5 file to write.
+        out: the file to write: ``.h5`` (t2igan's layout) or ``.t7`` (the papers' table).
         encoder: the text encoder.
     """
     import h5py
@@ -39,16 +46,24 @@ def embed_file(captions: str | Path, out: str | Path, encoder: TextEncoder) -> P
     lines = [line.strip() for line in read_lines(path)]
     if not lines:
         raise ValueError(f"{path}: no captions")
-    emb = np.asarray(encoder.encode(lines), dtype=np.float32)
     out = Path(out)
+    if out.suffix not in (".h5", ".hdf5", ".t7"):
+        raise ValueError(f"--out {out}: name an .h5 file (t2igan's layout) or a .t7 file (the "
+                         "papers' raw_txt / fea_txt table)")  # fmt: skip
+    emb = np.asarray(encoder.encode(lines), dtype=np.float32)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("captions", data=np.array(lines, dtype=object),
-                             dtype=h5py.string_dtype())  # fmt: skip
-            f.create_dataset("embeddings", data=emb)
-            f.attrs["encoder"] = json.dumps(encoder.spec())
+        if out.suffix == ".t7":
+            from t2igan.data.t7 import save_t7
+
+            save_t7(tmp, {"raw_txt": lines, "fea_txt": [e[None] for e in emb]})
+        else:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("captions", data=np.array(lines, dtype=object),
+                                 dtype=h5py.string_dtype())  # fmt: skip
+                f.create_dataset("embeddings", data=emb)
+                f.attrs["encoder"] = json.dumps(encoder.spec())
         os.replace(tmp, out)
     finally:
         if tmp.exists():
@@ -61,7 +76,8 @@ def embed_main(argv: list[str]) -> None:
         prog="t2igan embed", description="Embed captions (one per line) into an HDF5 file."
     )
     parser.add_argument("--captions", required=True, help="text file, one caption per line")
-    parser.add_argument("--out", required=True, help="HDF5 file to write")
+    parser.add_argument("--out", required=True,
+                        help="file to write: .h5, or .t7 for the papers' raw_txt / fea_txt table")  # fmt: skip
     parser.add_argument("--text-encoder", default="t2igan.data.SentenceTransformerEncoder",
                         help="class path of the text encoder")  # fmt: skip
     parser.add_argument("--init-args", default="{}", help="its arguments, as JSON")

@@ -10,6 +10,12 @@
   ``<class>/<image>.t7``, with ``img`` (relative path), ``txt`` (10 x 1024 caption embeddings) and
   ``char`` (201 x 10 bytes, the 10 captions as 1-based indices into :data:`REED_ALPHABET`), read
   with the pure-Python ``torchfile`` package.
+* Reed et al. cvpr2016 (arXiv:1605.05395), the data of the char-CNN-RNN trainer
+  (``cvpr2016_cub``, ``cvpr2016_flowers``): ``manifest.txt`` (one ``<class>.t7`` per line),
+  ``trainvalids.txt`` (1-based lines of the manifest used for training), ``images/<class>.t7``
+  (float (N, 1024, 10): GoogLeNet features of 10 crops of each of the class's N images) and
+  ``text_c10/<class>.t7`` (bytes (N, 201, 10): 10 captions per image in :data:`REED_ALPHABET`
+  indices): read by :class:`ReedCVPRReader`, features and captions with no images.
 * The ``birds.hdf5`` / ``flowers.hdf5`` files of the most used PyTorch port of GAN-INT-CLS
   (aelnouby/Text-to-Image-Synthesis): groups ``train`` / ``valid`` / ``test`` of examples
   ``<image>_<k>`` with ``name``, ``img`` (JPEG bytes), ``embeddings`` (1024), ``class`` and
@@ -339,3 +345,95 @@ class PrecomputedEncoder(TextEncoder):
             "OUT.ckpt) and pass it with --text-encoder OUT.ckpt, or train with a t2igan text "
             "encoder (--data.text_encoder) to generate from any caption."
         )
+
+
+def _read_t7_tensor(path: Path, what: str, ndim: int) -> np.ndarray:
+    import torchfile
+
+    if not path.is_file():
+        raise MissingDataError(f"{path} not found: expected {what} there")
+    try:
+        value = torchfile.load(str(path))
+    except Exception as err:  # torchfile raises bare exceptions on malformed files
+        raise ValueError(f"{path}: not a readable Torch7 file ({err})") from err
+    if not isinstance(value, np.ndarray) or value.ndim != ndim:
+        shape = getattr(value, "shape", type(value).__name__)
+        raise ValueError(f"{path}: expected {what}, a {ndim}-d tensor; got {shape}")
+    return value
+
+
+class ReedCVPRReader:
+    """The data of Reed et al.'s char-CNN-RNN trainer (cvpr2016): GoogLeNet features and
+    captions per class, no images (``--data.dataset reed-cvpr --data.source cvpr2016_cub``).
+
+    Training classes are the manifest lines listed in ``ids_file`` (the authors' trainer:
+    ``trainvalids.txt``, 150 CUB classes); the other manifest classes are the held-out test
+    split, and ``val`` is ``test`` as on CUB (the authors report "val/test" accuracy on them).
+    Each image carries its 10 crops' features, (10, 1024); the DS-SJE model draws one crop at
+    random in training and uses the first at test, as the authors' loader and evaluator do.
+
+    Args:
+        root: the data folder (holds ``manifest.txt``).
+        ids_file: the file of training-class lines, inside ``root``.
+        image_dir: the features folder inside ``root`` (``images``).
+        text_dir: the caption folder inside ``root`` (``text_c10``).
+    """
+
+    name = "reed-cvpr"
+    cacheable = False  # nothing to decode: the features are read as they are
+    HOW = ("Reed's cvpr2016 data (cvpr2016_cub / cvpr2016_flowers, linked from "
+           "https://github.com/reedscot/cvpr2016), unpacked")  # fmt: skip
+
+    def __init__(self, root: str | Path, ids_file: str = "trainvalids.txt",
+                 image_dir: str = "images", text_dir: str = "text_c10") -> None:  # fmt: skip
+        self.root = Path(root)
+        self.image_dir, self.text_dir = image_dir, text_dir
+        manifest = self.root / "manifest.txt"
+        if not manifest.is_file():
+            raise MissingDataError(f"{manifest} not found: expected {self.HOW} in {self.root}")
+        self.classes = [line.strip() for line in manifest.read_text().splitlines() if line.strip()]
+        ids = self.root / ids_file
+        if not ids.is_file():
+            raise MissingDataError(f"{ids} not found: expected the training classes' manifest "
+                                   f"lines there ({self.HOW})")  # fmt: skip
+        try:
+            train = [int(line) for line in ids.read_text().split()]
+        except ValueError:
+            raise ValueError(f"{ids}: expected manifest line numbers, one per line") from None
+        bad = [i for i in train if not 1 <= i <= len(self.classes)]
+        if bad:
+            raise ValueError(f"{ids}: line {bad[0]} is not in {manifest} "
+                             f"({len(self.classes)} classes)")  # fmt: skip
+        self.train = [self.classes[i - 1] for i in train]
+        self.test = [c for c in self.classes if c not in set(self.train)]
+
+    def sources(self) -> list[Path]:
+        return [self.root / "manifest.txt"]
+
+    def load(self, split: str) -> Split:
+        classes = self.train if split == "train" else self.test
+        if not classes:
+            raise ValueError(f"{self.root}: no {split} classes (every manifest class is in "
+                             "the ids file)")  # fmt: skip
+        features, captions, labels, names = [], [], [], []
+        for fname in classes:
+            feat_path = self.root / self.image_dir / fname
+            text_path = self.root / self.text_dir / fname
+            feats = _read_t7_tensor(feat_path, "image features (N, 1024, 10)", 3)
+            chars = _read_t7_tensor(text_path, "captions (N, 201, 10)", 3)
+            if len(feats) != len(chars):
+                raise ValueError(f"{feat_path} has {len(feats)} images but {text_path} has "
+                                 f"captions for {len(chars)}")  # fmt: skip
+            stem = fname.removesuffix(".t7")
+            match = re.match(r"(\d+)\.", stem)
+            label = int(match.group(1)) if match else self.classes.index(fname) + 1
+            for i in range(len(feats)):
+                caps = [c for c in decode_reed_chars(chars[i]) if c]
+                if not caps:
+                    raise ValueError(f"{text_path}: image {i + 1} has no caption")
+                features.append(np.ascontiguousarray(feats[i].T, dtype=np.float32))
+                captions.append(caps)
+                labels.append(label)
+                names.append(f"{stem}/{i + 1}")
+        return Split(images=None, captions=captions, labels=np.array(labels), names=names,
+                     image_features=features)  # fmt: skip

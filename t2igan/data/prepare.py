@@ -50,6 +50,7 @@ DEFAULT_SOURCES = {
     "flowers": ("flowers", "102flowers", "flowers-102"),
     "mhp": ("mpii",),
     "port-hdf5": ("birds.hdf5", "flowers.hdf5"),
+    "reed-cvpr": ("cvpr2016_cub", "cvpr2016_flowers"),
 }
 
 
@@ -68,10 +69,10 @@ def reader_class(dataset: str):
     from t2igan.data.cub import CUBReader
     from t2igan.data.flowers import FlowersReader
     from t2igan.data.mpii import MPIIReader
-    from t2igan.data.paper_files import PortHDF5Reader
+    from t2igan.data.paper_files import PortHDF5Reader, ReedCVPRReader
 
     readers = {"cub": CUBReader, "flowers": FlowersReader, "mhp": MPIIReader,
-               "port-hdf5": PortHDF5Reader}  # fmt: skip
+               "port-hdf5": PortHDF5Reader, "reed-cvpr": ReedCVPRReader}  # fmt: skip
     if dataset not in readers:
         raise ValueError(f"no reader for dataset {dataset!r}; choose one of {sorted(readers)}")
     return readers[dataset]
@@ -450,7 +451,14 @@ def prepare_main(argv: list[str]) -> None:
         description="Validate a dataset's raw files and write one HDF5 cache that the data module "
         "reads instead of the JPEGs (written to a temporary file, then renamed).",
     )
-    parser.add_argument("--dataset", required=True, choices=["synthetic", *sorted(DEFAULT_SOURCES)])
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=[
+            "synthetic",
+            *sorted(d for d in DEFAULT_SOURCES if getattr(reader_class(d), "cacheable", True)),
+        ],
+    )
     parser.add_argument("--root", default="data", help="data root; the cache goes to "
                         "ROOT/<dataset>/")  # fmt: skip
     parser.add_argument("--source", default=None, help="the dataset's folder or file (default: "

@@ -108,12 +108,15 @@ def filter_caption_lengths(split: Split, emb: list[np.ndarray], lo: int, hi: int
 
     caps = [[c for c, k in zip(split.captions[i], keep_caps[i]) if k] for i in rows]
     new = Split(
-        images=_Rows(split.images, rows), captions=caps, labels=take(split.labels),
+        images=None if split.images is None else _Rows(split.images, rows),
+        captions=caps, labels=take(split.labels),
         names=[split.names[i] for i in rows], boxes=take(split.boxes),
         keypoints=take(split.keypoints), part_names=split.part_names,
         attributes=take(split.attributes),
         caption_attributes=None if split.caption_attributes is None else
         [split.caption_attributes[i][keep_caps[i]] for i in rows],
         caption_emb=None, extra=split.extra,
+        image_features=None if split.image_features is None else
+        [split.image_features[i] for i in rows],
     )  # fmt: skip
     return new, [emb[i][keep_caps[i]] for i in rows]

@@ -40,8 +40,9 @@ PUBLISHED = {
     "damsm": (
         "AttnGAN's DAMSM text and image encoders (text_encoder*.pth, image_encoder*.pth in "
         "DAMSMencoders/bird.zip or coco.zip) and the dataset's captions.pickle (its vocabulary), "
-        "all linked from https://github.com/taoxugit/AttnGAN; the DS-SJE encoders of t2igan's "
-        "char-CNN-RNN (issue 14) will be the fallback"
+        "all linked from https://github.com/taoxugit/AttnGAN; or, as a fallback not comparable "
+        "with the papers, --sje-ckpt with a DS-SJE encoder t2igan trained (`t2igan fit --config "
+        "experiments/char_cnn_rnn.yaml`)"
     ),
 }
 

@@ -196,6 +196,8 @@ class TextToImageModel(L.LightningModule):
     takes: tuple[str, ...] = ("text",)
     #: Conditionings that are integer ids (kept as long), not coordinates (made float32).
     integer_conditioning = frozenset({"tokens"})
+    #: Whether training needs real images (False: a model that reads fixed image features).
+    needs_images = True
 
     def __init__(
         self, *, text_dim: int, image_size: int, z_dim: int, text_encoder: dict | None = None
@@ -277,6 +279,11 @@ class TextToImageModel(L.LightningModule):
 
     # ------------------------------------------------------ multi-process runs
     def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.needs_images and getattr(dm, "dataset", None) == "reed-cvpr":
+            raise ValueError(f"{type(self).__name__} draws images, and --data.dataset reed-cvpr "
+                             "has image features only: train it on cub or flowers (reed-cvpr "
+                             "trains the DS-SJE text encoder, CharCNNRNNSJE)")  # fmt: skip
         # Every rank starts from the same seed_everything(); give each its own streams (noise,
         # CA draws, crops, flips, caption picks). Rank 0 keeps the run's seed, so a 1-device run
         # and rank 0 of a multi-device run draw alike. A resume then restores each rank's state.
@@ -375,6 +382,7 @@ class TextToImageGAN(TextToImageModel):
         self.lr_decay = lr_decay
         self.ema_decay = ema_decay
         self.generator_ema: AveragedModel | None = None
+        self.fused_adam = False  # opt-in (t2igan.callbacks.SpeedUps), not a model argument
 
     # ----------------------------------------------------------------- networks
     def set_networks(
@@ -475,13 +483,22 @@ class TextToImageGAN(TextToImageModel):
         self, generator: nn.Module, discriminator: nn.Module, lr_decay_every: int
     ) -> tuple[list, list]:
         """``([Adam(D), Adam(G)], their EpochDecay schedules)`` with this model's settings."""
-        opts = [torch.optim.Adam(net.parameters(), lr=self.lr, betas=self.betas)
+        opts = [torch.optim.Adam(net.parameters(), lr=self.lr, betas=self.betas,
+                                 fused=self.fused_adam or None)
                 for net in (discriminator, generator)]  # fmt: skip
         return opts, [EpochDecay(opt, lr_decay_every, self.lr_decay, self.lr_decay_offset)
                       for opt in opts]  # fmt: skip
 
     def configure_optimizers(self):
         return self.optimiser_pair(self.generator, self.discriminator, self.lr_decay_every)
+
+    def on_train_start(self) -> None:
+        # A resumed optimiser takes its groups' settings from the checkpoint: the run's own
+        # choice of fused Adam (SpeedUps) decides, not the one of the run that saved it.
+        for opt in self.trainer.optimizers:
+            if isinstance(opt, torch.optim.Adam):
+                for group in opt.param_groups:
+                    group["fused"] = self.fused_adam or None
 
     # --------------------------------------------------------------- evaluation
     def evaluation_step(self, batch: dict, stage: str) -> None:

@@ -25,7 +25,6 @@ Deviations (documented where the flags are):
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,9 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.retrieval import RetrievalMAP
 
+from t2igan.data.files import file_digest
 from t2igan.data.text import TextEncoder
-from t2igan.models.base import TextToImageGAN, read_checkpoint
+from t2igan.models.base import TextToImageModel, read_checkpoint
 
 #: The authors' alphabet (every Reed repo): '-' appears twice, so symbol 37 is never produced
 #: and '-' encodes as 60 (the last occurrence wins, as in the Lua table they build).
@@ -326,7 +326,7 @@ def zero_shot_scores(image_emb, text_emb, text_labels):
 
 
 # ----------------------------------------------------------------------------- the trainer
-class CharCNNRNNSJE(TextToImageGAN):
+class CharCNNRNNSJE(TextToImageModel):
     """Trains the char-CNN-RNN / char-CNN-GRU with DS-SJE as the authors' trainer
     (train_sje_hybrid.lua): minibatches of distinct classes, one (image, caption) pair per
     class (``--data.sampler distinct_classes``), RMSprop at ``lr`` decayed by ``lr_decay`` every
@@ -341,9 +341,9 @@ class CharCNNRNNSJE(TextToImageGAN):
     over the top 50, a class embedding as the query), and ``val/loss`` on the val split.
 
     The checkpoint is a text encoder: ``--data.text_encoder`` takes it through
-    :class:`CharCNNEncoder`. Subclasses :class:`TextToImageGAN` only to share the engine's
-    checkpoints and CLI links (``text_dim`` and ``text_encoder`` are ignored: captions are read
-    as characters); it has no generator.
+    :class:`CharCNNEncoder`. Subclasses :class:`TextToImageModel` to share its checkpoint
+    record and CLI links (``text_dim`` and ``text_encoder`` are ignored: captions are read as
+    characters); it draws no images.
 
     Args:
         text_dim: linked from the data module; unused.
@@ -367,6 +367,8 @@ class CharCNNRNNSJE(TextToImageGAN):
         text_encoder: linked from the data module; unused.
     """
 
+    needs_images = False  # the authors' GoogLeNet features (reed-cvpr) will do
+
     def __init__(
         self,
         text_dim: int = 0,
@@ -387,9 +389,10 @@ class CharCNNRNNSJE(TextToImageGAN):
         eval_split: str = "test",
         text_encoder: dict | None = None,
     ) -> None:
-        super().__init__(text_dim=text_dim, image_size=image_size, z_dim=0, lr=lr,
+        super().__init__(text_dim=text_dim, image_size=image_size, z_dim=0,
                          text_encoder=text_encoder)  # fmt: skip
         self.save_hyperparameters()
+        self.lr = lr
         self.automatic_optimization = False
         self.architecture = architecture
         self.symmetric = symmetric
@@ -397,6 +400,7 @@ class CharCNNRNNSJE(TextToImageGAN):
         self.lr_decay_factor = lr_decay
         self.decay_every = decay_every
         self.eval_split = eval_split
+        self.image_side = "image_net"  # or "features": what trained the joint space
         self.text_net = build_text_encoder(architecture, cnn_dim, emb_dim, conv_widths)
         self.image_net = ImageEncoder(emb_dim, image_width, image_backbone, image_backbone_weights)
         for m in (*self.text_net.modules(), *self.image_net.modules()):
@@ -412,6 +416,8 @@ class CharCNNRNNSJE(TextToImageGAN):
 
     def embed_images(self, batch: dict) -> torch.Tensor:
         feats = batch.get("image_features")
+        if self.training:
+            self.image_side = "image_net" if feats is None else "features"
         if feats is None:
             return self.image_net(batch["images"])
         if self.training:  # one of the 10 views at random (loader L77-80)
@@ -451,8 +457,9 @@ class CharCNNRNNSJE(TextToImageGAN):
         self.log("train/lr", opt.param_groups[0]["lr"], batch_size=len(labels))
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        pass
+    def render(self, text_emb, noise, **conditioning):
+        raise ValueError("CharCNNRNNSJE is a text encoder and draws no images: give its "
+                         "checkpoint to --data.text_encoder t2igan.models.CharCNNEncoder")  # fmt: skip
 
     # ------------------------------------------------------------------- evaluation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -476,8 +483,11 @@ class CharCNNRNNSJE(TextToImageGAN):
             img, txt, txt_labels = [], [], []
             for a in range(0, len(ds), batch_size):
                 idx = range(a, min(a + batch_size, len(ds)))
-                images = torch.stack([ds.centre_image(i) for i in idx]).to(self.device)
-                img.append(self.embed_images({"images": images}))
+                if ds.features is not None:  # the authors' fixed features: view 1
+                    view = {"image_features": torch.stack([ds.features[i] for i in idx])}
+                else:
+                    view = {"images": torch.stack([ds.centre_image(i) for i in idx])}
+                img.append(self.embed_images({k: v.to(self.device) for k, v in view.items()}))
                 caps = [(c, int(ds.labels[i])) for i in idx for c in ds.split.captions[i]]
                 txt.append(self.embed_text([c for c, _ in caps]))
                 txt_labels += [label for _, label in caps]
@@ -500,16 +510,58 @@ class CharCNNRNNSJE(TextToImageGAN):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.validation_step(batch, batch_idx)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["sje_image_side"] = self.image_side
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.image_side = checkpoint.get("sje_image_side", "image_net")
+
+
+class SJEPair:
+    """A trained :class:`CharCNNRNNSJE` as the ``EncoderPair`` of R-precision (``t2igan
+    evaluate --sje-ckpt FILE``): its char-CNN-RNN reads the captions, its image CNN the
+    generated images (resized to the size it was trained at). Its scores are **not** comparable
+    with the papers' R-precision, which used AttnGAN's DAMSM encoders; the result says so.
+
+    Args:
+        checkpoint: a ``t2igan fit --config experiments/char_cnn_rnn.yaml`` checkpoint whose image
+            side is the trainable CNN (one trained on fixed GoogLeNet features cannot read pixels).
+        device: where the encoders run.
+    """
+
+    name = "t2igan DS-SJE (char-CNN-RNN + image CNN)"
+    comparable = False
+
+    def __init__(self, checkpoint: str | Path, device="cpu") -> None:
+        from t2igan.cli import load_model
+
+        model = load_model(checkpoint, device)
+        if not isinstance(model, CharCNNRNNSJE):
+            raise ValueError(f"--sje-ckpt {checkpoint} is a {type(model).__name__} checkpoint, "
+                             "not a DS-SJE text encoder (CharCNNRNNSJE)")  # fmt: skip
+        if model.image_side != "image_net":
+            raise ValueError(f"--sje-ckpt {checkpoint} was trained on fixed GoogLeNet features: "
+                             "its image side cannot read generated images")  # fmt: skip
+        self.model = model.requires_grad_(False)
+        self.size = model.hparams.image_size
+        self.files = {"sje_checkpoint": Path(checkpoint)}
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.model.device)
+        if images.shape[-1] != self.size:
+            images = F.interpolate(images, size=(self.size, self.size), mode="bilinear",
+                                   antialias=True, align_corners=False)  # fmt: skip
+        return self.model.image_net(images)
+
+    @torch.no_grad()
+    def encode_texts(self, captions: list[str]) -> torch.Tensor:
+        return self.model.embed_text(captions)
+
 
 # ----------------------------------------------------------------- as a text encoder
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_text_net(path: str | Path) -> tuple[CharCNNRNN, dict]:
     """The text network of an encoder checkpoint (:class:`CharCNNRNNSJE`'s, or one the ``.t7``
     converter wrote) and its hyper-parameters."""
@@ -563,7 +615,7 @@ class CharCNNEncoder(TextEncoder):
                     else ""
                 )  # fmt: skip
             )
-        actual = file_sha256(path)
+        actual = file_digest(path, "sha256")
         if sha256 is not None and sha256 != actual:
             raise ValueError(f"text encoder checkpoint {checkpoint} has changed since this model "
                              f"was trained (sha256 {actual[:12]}, expected {sha256[:12]})")  # fmt: skip

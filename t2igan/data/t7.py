@@ -1,7 +1,8 @@
 """A minimal Torch7 serialiser (torch.save's binary format, as torch7/File.lua writes it, the
-format torchfile reads) for the tests of the ``.t7`` converter and Reed's per-image ``.t7``
-fixtures: tables, strings, numbers, float and byte tensors (numpy arrays) and storages, Torch
-objects; objects written twice (a shared storage) are written once and referenced after."""
+format torchfile and the authors' Lua code read): tables, strings, numbers, float and byte
+tensors (numpy arrays) and storages, Torch objects; an object written twice (a shared storage)
+is written once and referenced after. ``t2igan embed --out FILE.t7`` writes the papers' caption
+layout with it; the tests write the authors' ``.t7`` fixtures with it."""
 
 from __future__ import annotations
 
@@ -111,5 +112,6 @@ class _Writer:
 
 
 def save_t7(path, obj) -> None:
+    """Write ``obj`` (dicts and lists become tables; numpy arrays tensors) to ``path``."""
     with open(path, "wb") as f:
         _Writer(f).obj(obj)
