@@ -23,17 +23,18 @@ from t2igan.callbacks import SampleGrid
 from t2igan.data import T2IDataModule
 from t2igan.data.synthetic import ATTRIBUTES
 from t2igan.metrics import CaptionAccuracy, read_birds
-from t2igan.models import GANINTCLS
+from t2igan.models import GANINTCLS, TextToImageModel
 
 
 @torch.no_grad()
-def held_out_scores(model: GANINTCLS, dm: T2IDataModule) -> dict[str, float]:
-    """caption_acc on the whole test split (held-out combinations), one sample per image."""
+def held_out_scores(model: TextToImageModel, dm: T2IDataModule) -> dict[str, float]:
+    """caption_acc on the whole test split (held-out combinations), one sample per image (with
+    the conditioning the model takes beyond text, e.g. alignDRAW's word ids)."""
     metric = CaptionAccuracy()
     g = torch.Generator().manual_seed(0)  # the same noise at every report
     for batch in dm.test_dataloader():
         noise = model.sample_noise(len(batch["text_emb"]), generator=g)
-        fake = model.sample(batch["text_emb"], noise)
+        fake = model.sample(batch["text_emb"], noise, **model.conditioning_of(batch))
         metric.update(read_birds(fake), batch["attributes"], batch["attributes_named"])
     return {k: round(float(v), 3) for k, v in metric.compute().items()}
 

@@ -397,6 +397,12 @@ def generate(
                          f"({spec['class_path']}) gives {encoder.dim}-d ones")  # fmt: skip
     captions = fit_to_encoder(encoder, captions)
     text = torch.from_numpy(encoder.encode(captions))
+    words = {}
+    if "tokens" in model.takes:  # the model reads word ids: its own vocabulary's
+        words["tokens"], cut = model.encode_captions(captions)
+        for i in cut:
+            warn("generate", f"caption {i + 1} is longer than the {model.max_words} words "
+                 f"{type(model).__name__} reads: it is cut")  # fmt: skip
     top, labels = None, list(captions)
     if style_images:
         if not hasattr(model, "encode_style"):
@@ -426,6 +432,7 @@ def generate(
     cond, rows = {}, len(captions)
     if key:  # one row per (caption, location)
         text = text.repeat_interleave(len(where), 0)
+        words = {k: v.repeat_interleave(len(where), 0) for k, v in words.items()}
         flag = {"boxes": boxes, "keypoints": keypoint_files}[key]
         word = {"boxes": "box", "keypoints": "keypoints"}[key]
         if kg is not None:
@@ -443,6 +450,7 @@ def generate(
             drawn = kg.complete(text.repeat_interleave(cols, 0), z, cond[key]).cpu()
             cond[key] = drawable(drawn, DRAW_VISIBLE)
     # (rows * cols) images: the same noise (style) in every row, one caption per row
+    cond.update({k: v.repeat_interleave(cols, 0) for k, v in words.items()})
     images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(rows, 1), **cond).cpu()
     grid = images if top is None else torch.cat([top, images])
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -200,7 +200,10 @@ def score_model(model: TextToImageModel, dataset, scorer: Scorer, num_samples: i
         pairs = order[start : start + batch_size]
         emb = torch.stack([dataset.emb[i][j] for i, j in pairs])
         captions = [dataset.split.captions[i][j] for i, j in pairs]
-        images = model.sample(emb, model.sample_noise(len(pairs), generator=g)).cpu()
+        words = {}
+        if "tokens" in model.takes:  # a model that reads the caption's word ids (alignDRAW)
+            words["tokens"] = torch.stack([dataset.tokens[i][j] for i, j in pairs])
+        images = model.sample(emb, model.sample_noise(len(pairs), generator=g), **words).cpu()
         batch = None
         if attrs is not None:
             batch = {"attributes": torch.as_tensor(attrs[[i for i, _ in pairs]]),

@@ -1,5 +1,6 @@
 """Callbacks: figures and evaluation, talking to models only through their sampling interface."""
 
+from t2igan.callbacks.canvas import CanvasSteps, WordAlignment
 from t2igan.callbacks.caption_consistency import CaptionConsistency
 from t2igan.callbacks.checkpoint import RunCheckpoint
 from t2igan.callbacks.image_metrics import ImageMetrics
@@ -15,6 +16,7 @@ from t2igan.callbacks.speed_ups import SpeedUps
 from t2igan.callbacks.stages import StageSamples
 
 __all__ = [
+    "CanvasSteps",
     "CaptionConsistency",
     "CaptionInterpolation",
     "GeneratedKeypointsGrid",
@@ -28,4 +30,5 @@ __all__ = [
     "StyleTransferGrid",
     "WhatGrid",
     "WhereGrid",
+    "WordAlignment",
 ]

@@ -133,12 +133,17 @@ class FixedInputFigure(L.Callback):
             return
         if self.fixed is None:
             self.fixed = self.choose(trainer, pl_module)
+        figure, caption = self.figure(pl_module)
+        save_and_log(trainer, self.key, figure, caption, f"epoch_{trainer.current_epoch:04d}")
+
+    def figure(self, pl_module) -> tuple[Image.Image, str]:
+        """The figure and its logged caption: :meth:`draw`'s images as a labelled grid (a
+        figure that is not a grid of images overrides this)."""
         images, nrow, labels = self.draw(pl_module)
-        grid = labelled_grid(images, nrow, labels)
         caption = " | ".join(labels)
         if self.layout:
             caption = f"{self.layout}: {caption}"
-        save_and_log(trainer, self.key, grid, caption, f"epoch_{trainer.current_epoch:04d}")
+        return labelled_grid(images, nrow, labels), caption
 
     def state_dict(self) -> dict:
         return {"fixed": self.fixed}

@@ -18,7 +18,8 @@ class SampleGrid(FixedInputFigure):
     come from it and none repeats. The logged caption starts with which rows come from which
     split. Like the noise, the captions are chosen once and kept in the checkpoint
     (:class:`~t2igan.callbacks.figures.FixedInputFigure`). A model that takes boxes or keypoints
-    (GAWWN) draws each row at the location of the image its caption comes from.
+    (GAWWN) draws each row at the location of the image its caption comes from; one that reads
+    the caption's words (alignDRAW) gets them too.
 
     Args:
         every_n_epochs: epochs between grids.
@@ -68,6 +69,8 @@ class SampleGrid(FixedInputFigure):
         note = f" ({', '.join(shared)} is the same split here)" if shared else ""
         where = fixed_location(pl_module, {k: torch.cat([e[k] for e in ex]) for k in LOCATIONS
                                            if k in ex[0]})  # fmt: skip
+        if "tokens" in getattr(pl_module, "takes", ()):  # a model that reads the words
+            where["tokens"] = torch.cat([e["tokens"] for e in ex])
         return {
             **where,
             "captions": [c for e in ex for c in e["captions"]],
@@ -83,8 +86,13 @@ class SampleGrid(FixedInputFigure):
         return f["text_emb"].repeat_interleave(cols, 0), f["noise"].repeat(rows, 1)
 
     def conditioning(self) -> dict:
-        """The fixed location of every image (by the model's name for it), or nothing."""
-        return location_kwargs(self.fixed, len(self.fixed["noise"]))
+        """The fixed location of every image (by the model's name for it) and the captions'
+        word ids for a model that reads them, or nothing."""
+        cols = len(self.fixed["noise"])
+        out = location_kwargs(self.fixed, cols)
+        if "tokens" in self.fixed:
+            out["tokens"] = self.fixed["tokens"].repeat_interleave(cols, 0)
+        return out
 
     def draw(self, pl_module) -> tuple[torch.Tensor, int, list[str]]:
         images = pl_module.sample(*self.inputs(), **self.conditioning())

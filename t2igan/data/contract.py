@@ -39,6 +39,9 @@ class Batch(TypedDict):
         attributes: (B, A) long attribute values (synthetic birds only: what the evaluator
             checks; see :data:`t2igan.data.synthetic.ATTRIBUTES`).
         attributes_named: (B, A) bool, whether any of the sampled captions names that attribute.
+        tokens: (B, L) long word ids of ``captions`` (the first sampled caption), padded with 0,
+            unknown words 1, cut to ``L = max_words`` words (:mod:`t2igan.data.tokens`); when
+            the data module has a vocabulary (built from the training captions).
         image_features: (B, V, F) float, the authors' fixed image features (V views of each
             image: Reed's GoogLeNet 1024-d, 10 crops); only from ``reed-cvpr``, which has no
             ``images`` or ``wrong_images``.
@@ -54,6 +57,7 @@ class Batch(TypedDict):
     keypoints: NotRequired[torch.Tensor]
     attributes: NotRequired[torch.Tensor]
     attributes_named: NotRequired[torch.Tensor]
+    tokens: NotRequired[torch.Tensor]
     image_features: NotRequired[torch.Tensor]
 
 

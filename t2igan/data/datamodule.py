@@ -19,6 +19,7 @@ from t2igan.data.paper_files import PrecomputedEncoder, embeddings_dim
 from t2igan.data.sampler import EpochSampler
 from t2igan.data.synthetic import SyntheticBirds
 from t2igan.data.text import SentenceTransformerEncoder, TextEncoder, embed_captions
+from t2igan.data.tokens import Vocabulary, filter_caption_lengths, words
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ class T2IDataModule(L.LightningDataModule):
         num_images: synthetic only: training images.
         num_eval_images: synthetic only: images in the validation and in the test split.
         seed: synthetic only: dataset seed.
+        max_words: captions are cut to this many words in ``tokens`` (the word ids that
+            alignDRAW reads; the other models ignore them).
+        caption_words: keep only training captions of ``lo <= words < hi`` words, and the
+            images that have one (Mansimov et al.'s COCO filter is ``[7, 30]``); None: all.
+            It changes the training split of every model, not only the tokens.
     """
 
     def __init__(
@@ -115,8 +121,18 @@ class T2IDataModule(L.LightningDataModule):
         wrong_mode: str = "class",
         use_cache: bool = True,
         sampler: str = "shuffle",
+        max_words: int = 30,
+        caption_words: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
+        if max_words < 1:
+            raise ValueError(f"--data.max_words must be at least 1, got {max_words}")
+        if caption_words is not None and not (0 <= caption_words[0] < caption_words[1]):
+            raise ValueError(f"--data.caption_words [lo, hi] needs 0 <= lo < hi, got "
+                             f"{list(caption_words)}")  # fmt: skip
+        self.max_words = max_words
+        self.caption_words = caption_words
+        self._vocabulary: Vocabulary | None = None
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
         if wrong_mode not in WRONG_MODES:
@@ -263,15 +279,55 @@ class T2IDataModule(L.LightningDataModule):
                 continue
             self._embed(split, name)
 
+    def _train_split(self) -> tuple[Split, list[np.ndarray]]:
+        """The training split and its caption embeddings, with the ``caption_words`` filter."""
+        split = self._load("train")
+        emb = self._embed(split, "train")
+        if self.caption_words is not None:
+            split, emb = filter_caption_lengths(split, emb, *self.caption_words)
+        return split, emb
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """Every word of the training captions (:class:`~t2igan.data.tokens.Vocabulary`),
+        built on first use; None when this data has no training split (a cache prepared
+        with ``--splits test`` only)."""
+        if self._vocabulary is None:
+            if "train" in self.datasets:
+                captions = self.datasets["train"].split.captions
+            else:  # the captions are enough: no embeddings
+                try:
+                    captions = self._load("train").captions
+                except EmptySplitError:
+                    return None
+            lo, hi = self.caption_words or (0, float("inf"))
+            self._vocabulary = Vocabulary.build(
+                c for caps in captions for c in caps if lo <= len(words(c)) < hi
+            )
+        return self._vocabulary
+
     def setup(self, stage: str | None = None) -> None:
         for name in self._splits(stage):
             if name not in self.datasets:
-                split = self._load(name)
                 train = name == "train"
+                if train:
+                    split, emb = self._train_split()
+                    if self._vocabulary is None:
+                        self._vocabulary = Vocabulary.build(
+                            c for caps in split.captions for c in caps
+                        )
+                else:
+                    split = self._load(name)
+                    emb = self._embed(split, name)
+                vocab = self.vocabulary
+                tokens = None if vocab is None else [
+                    np.stack([vocab.encode(c, self.max_words) for c in caps])
+                    for caps in split.captions
+                ]  # fmt: skip
                 self.datasets[name] = TextImageDataset(
-                    split, self._embed(split, name), self.image_size, self.load_size,
+                    split, emb, self.image_size, self.load_size,
                     random_crop=train, flip=self.flip and train, num_captions=self.num_captions,
-                    wrong_images=self.wrong_mode == "class",
+                    wrong_images=self.wrong_mode == "class", tokens=tokens,
                 )  # fmt: skip
 
     def _loader(self, name: str, train: bool = False) -> DataLoader:
@@ -367,7 +423,8 @@ class T2IDataModule(L.LightningDataModule):
         """``n`` fixed examples of ``split`` (spread over it) with one caption each.
 
         Returns a dict with ``captions`` (n strings), ``text_emb`` (n, D) the embedding of that
-        single caption, and, where the dataset has them, ``images`` (n, 3, H, W) the real images,
+        single caption, ``tokens`` (n, L) the caption's word ids (with a vocabulary), and, where
+        the dataset has them, ``images`` (n, 3, H, W) the real images,
         ``attributes`` / ``attributes_named``, ``boxes`` (n, 4) and ``keypoints`` (n, K, 3) of
         the images as shown. Callbacks use it to choose fixed inputs.
         """
@@ -379,6 +436,8 @@ class T2IDataModule(L.LightningDataModule):
         }
         if ds.has_images:
             out["images"] = torch.stack([ds.centre_image(int(i)) for i in idx])
+        if ds.tokens is not None:
+            out["tokens"] = torch.stack([ds.tokens[i][0] for i in idx])
         if ds.split.attributes is not None:
             out["attributes"] = torch.as_tensor(ds.split.attributes[idx], dtype=torch.long)
             out["attributes_named"] = torch.as_tensor(

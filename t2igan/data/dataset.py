@@ -36,6 +36,9 @@ class TextImageDataset(Dataset):
             (Reed et al.: 4; StackGAN-PyTorch: 1).
         wrong_images: draw a real image of another class per item (``wrong_images``); False
             leaves the key out (the data module then pairs images within the batch).
+        tokens: one (C_i, L) int64 array of word ids per image, aligned with
+            ``split.captions`` (:class:`~t2igan.data.tokens.Vocabulary`); each item then holds
+            ``tokens``, the ids of its first sampled caption (the one in ``captions``).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class TextImageDataset(Dataset):
         flip: bool = False,
         num_captions: int = 4,
         wrong_images: bool = True,
+        tokens: list[np.ndarray] | None = None,
     ) -> None:
         if len(caption_emb) != len(split):
             raise ValueError(f"{len(caption_emb)} embedding arrays for {len(split)} images")
@@ -56,6 +60,9 @@ class TextImageDataset(Dataset):
                 raise ValueError(f"{name}: {len(emb)} caption embeddings for {len(caps)} captions")
         if num_captions < 1:
             raise ValueError(f"num_captions must be >= 1, got {num_captions}")
+        if tokens is not None and len(tokens) != len(split):
+            raise ValueError(f"{len(tokens)} token arrays for {len(split)} images")
+        self.tokens = None if tokens is None else [torch.as_tensor(t) for t in tokens]
         self.split = split
         self.emb = [torch.as_tensor(e, dtype=torch.float32) for e in caption_emb]
         self.image_size = image_size
@@ -190,6 +197,8 @@ class TextImageDataset(Dataset):
             item["images"] = self._crop_image(i, ox, oy, flipped)
         if self.features is not None:
             item["image_features"] = self.features[i]
+        if self.tokens is not None:
+            item["tokens"] = self.tokens[i][int(picks[0])]
         if self.wrong_images:
             item["wrong_images"] = self._crop_image(self.wrong_index(i, g), *self._crop_flip(g))
         item.update(self.annotations(i, ox, oy, flipped))
