@@ -395,14 +395,15 @@ def generate(
     if encoder.dim != model.text_dim:
         raise ValueError(f"{ckpt} takes {model.text_dim}-d text embeddings but its text encoder "
                          f"({spec['class_path']}) gives {encoder.dim}-d ones")  # fmt: skip
-    captions = fit_to_encoder(encoder, captions)
-    text = torch.from_numpy(encoder.encode(captions))
+    fitted = fit_to_encoder(encoder, captions)
     words = {}
-    if "tokens" in model.takes:  # the model reads word ids: its own vocabulary's
+    if "tokens" in model.takes:  # the model reads word ids (its own vocabulary's), uncut
         words["tokens"], cut = model.encode_captions(captions)
         for i in cut:
             warn("generate", f"caption {i + 1} is longer than the {model.max_words} words "
                  f"{type(model).__name__} reads: it is cut")  # fmt: skip
+    captions = fitted
+    text = torch.from_numpy(encoder.encode(captions))
     top, labels = None, list(captions)
     if style_images:
         if not hasattr(model, "encode_style"):

@@ -201,8 +201,8 @@ def score_model(model: TextToImageModel, dataset, scorer: Scorer, num_samples: i
         emb = torch.stack([dataset.emb[i][j] for i, j in pairs])
         captions = [dataset.split.captions[i][j] for i, j in pairs]
         words = {}
-        if "tokens" in model.takes:  # a model that reads the caption's word ids (alignDRAW)
-            words["tokens"] = torch.stack([dataset.tokens[i][j] for i, j in pairs])
+        if "tokens" in model.takes:  # word ids of the model's own vocabulary (alignDRAW)
+            words["tokens"] = model.encode_captions(captions)[0]
         images = model.sample(emb, model.sample_noise(len(pairs), generator=g), **words).cpu()
         batch = None
         if attrs is not None:

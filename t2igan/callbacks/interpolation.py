@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from t2igan.callbacks.figures import FixedInputFigure
 from t2igan.callbacks.location import fixed_location, location_kwargs
@@ -22,7 +23,21 @@ def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     return ((1 - w) * a[:, None] + w * b[:, None]).flatten(0, 1)
 
 
-class CaptionInterpolation(FixedInputFigure):
+class SentenceVectorFigure(FixedInputFigure):
+    """A figure that moves through sentence embeddings: a model that reads the caption as word
+    ids (alignDRAW, ``"tokens"`` in :attr:`takes`) gets none, with one warning."""
+
+    def supports(self, pl_module) -> bool:
+        if "tokens" not in getattr(pl_module, "takes", ()):
+            return super().supports(pl_module)
+        if not self._warned:
+            rank_zero_warn(f"{type(self).__name__}: {type(pl_module).__name__} reads word ids, "
+                           f"not sentence embeddings; no {self.key} figure is drawn")  # fmt: skip
+            self._warned = True
+        return False
+
+
+class CaptionInterpolation(SentenceVectorFigure):
     """Caption interpolation: one row per caption pair, columns going from the first caption's
     embedding to the second's, ``(1 - a) phi(t1) + a phi(t2)``, with one noise vector fixed
     along each row (Reed et al. 2016, Figure 8 left). Smooth rows show that G learnt the
@@ -72,7 +87,7 @@ class CaptionInterpolation(FixedInputFigure):
         return pl_module.sample(text, noise, **where), self.num_steps, labels
 
 
-class NoiseInterpolation(FixedInputFigure):
+class NoiseInterpolation(SentenceVectorFigure):
     """Noise interpolation: one fixed caption per row, the noise going linearly from one fixed
     vector to another along the row (the same two vectors in every row), so a column shows one
     "style" under every caption.

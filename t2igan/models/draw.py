@@ -145,6 +145,30 @@ def frozen_second_bias(lstm: nn.Module) -> nn.Module:
     return lstm
 
 
+def clip_each(parts, clip: float) -> None:
+    """Scale each gradient (view) in ``parts`` to norm <= ``clip``, in place, on its own."""
+    for grad in parts:
+        grad.mul_(torch.clamp(clip / (grad.norm() + 1e-12), max=1.0))
+
+
+def merged_arrays(net: nn.Module) -> dict:
+    """The parameters of ``net`` that hold two of the Theano code's arrays side by side, and
+    how to split their gradients back into those arrays (``p.grad[index]`` is each one):
+    ``q`` (W_henc_mu, W_henc_logsigma and their biases: rows), the generative LSTM's input
+    weights (W_z_hdec, then W_s_hdec or the sentence vector's: columns) and, in alignDRAW, the
+    word matrix (W_y, W_yRev: columns)."""
+    z = net.z_dim
+    out = {net.q.weight: [slice(None, z), slice(z, None)],
+           net.q.bias: [slice(None, z), slice(z, None)]}  # fmt: skip
+    if net.decoder.weight_ih.shape[1] > z:
+        out[net.decoder.weight_ih] = [(slice(None), slice(None, z)), (slice(None), slice(z, None))]
+    if hasattr(net, "words"):
+        half = net.words.weight.shape[1] // 2
+        out[net.words.weight] = [(slice(None), slice(None, half)),
+                                 (slice(None), slice(half, None))]  # fmt: skip
+    return out
+
+
 def authors_init(module: nn.Module) -> None:
     """The alignDRAW code's initialisation (``coco/util.py``): every trained weight from
     N(0, 0.01^2), every bias and initial state 0. Frozen parameters keep their values."""
@@ -339,7 +363,11 @@ class AlignDRAWNetwork(nn.Module):
         """h^lang (B, L, 2 * lang_dim) of word ids (B, L) (padded with 0), and the mask of
         real words (B, L)."""
         mask = tokens != 0
-        lengths = mask.sum(1).clamp_min(1).cpu()
+        if not mask.any(1).all():
+            raise ValueError("a caption has no word ids (a row of tokens is all padding): "
+                             "encode captions with the model's vocabulary (encode_captions), "
+                             "which maps unknown words to <unk>")  # fmt: skip
+        lengths = mask.sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(
             self.words(tokens), lengths, batch_first=True, enforce_sorted=False
         )
@@ -509,7 +537,9 @@ class RecurrentVAE(TextToImageModel):
 
     def on_validation_epoch_end(self) -> None:
         sums, self._val_sum = self._val_sum, []
-        if self.trainer.sanity_checking or not sums:
+        # The lr rule is the training loop's (alignDraw.py L549-564): a sanity check or a
+        # stand-alone `t2igan validate` (no optimiser) neither decays it nor moves its reference.
+        if self.trainer.sanity_checking or not sums or not self.trainer.optimizers:
             return
         total = torch.stack(sums).sum(0)
         if self.trainer.world_size > 1:
@@ -530,14 +560,15 @@ class RecurrentVAE(TextToImageModel):
         return AuthorsRMSprop(params, lr=self.lr)
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # The code scales each parameter's gradient to norm <= clip on its own (not the global
-        # norm of Lightning's gradient_clip_val).
+        # The code scales each of its arrays' gradients to norm <= clip on its own (not the
+        # global norm of Lightning's gradient_clip_val, alignDraw.py L417-420); a parameter
+        # here that holds two of its arrays is clipped as those two.
         if not self.clip:
             return
+        merged = merged_arrays(self.net)
         for p in self.parameters():
             if p.grad is not None:
-                norm = p.grad.norm()
-                p.grad.mul_(torch.clamp(self.clip / (norm + 1e-12), max=1.0))
+                clip_each([p.grad[i] for i in merged.get(p, [...])], self.clip)
 
     # ------------------------------------------------------------------------- sampling
     def render(self, text_emb, noise, **conditioning):
