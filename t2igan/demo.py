@@ -3,6 +3,7 @@ say where the figures are. Sized to finish in about 10 minutes on a 2-core lapto
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -38,4 +39,4 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])  # e.g. python -m t2igan.demo --trainer.max_time 00:00:02:00
