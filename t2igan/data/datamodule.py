@@ -175,6 +175,12 @@ class T2IDataModule(L.LightningDataModule):
         self.text_encoder = text_encoder or SentenceTransformerEncoder()
 
     @property
+    def has_images(self) -> bool:
+        """Whether batches carry real images (``reed-cvpr`` has image features only)."""
+        return self.dataset == "synthetic" or getattr(cache.reader_class(self.dataset),
+                                                      "has_images", True)  # fmt: skip
+
+    @property
     def text_dim(self) -> int:
         """Size of the text embeddings (linked to the model's ``text_dim``)."""
         return self.text_encoder.dim

@@ -381,6 +381,7 @@ class ReedCVPRReader:
 
     name = "reed-cvpr"
     cacheable = False  # nothing to decode: the features are read as they are
+    has_images = False  # features and captions only: models that draw images cannot train on it
     HOW = ("Reed's cvpr2016 data (cvpr2016_cub / cvpr2016_flowers, linked from "
            "https://github.com/reedscot/cvpr2016), unpacked")  # fmt: skip
 

@@ -280,10 +280,10 @@ class TextToImageModel(L.LightningModule):
     # ------------------------------------------------------ multi-process runs
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
-        if self.needs_images and getattr(dm, "dataset", None) == "reed-cvpr":
-            raise ValueError(f"{type(self).__name__} draws images, and --data.dataset reed-cvpr "
-                             "has image features only: train it on cub or flowers (reed-cvpr "
-                             "trains the DS-SJE text encoder, CharCNNRNNSJE)")  # fmt: skip
+        if self.needs_images and not getattr(dm, "has_images", True):
+            raise ValueError(f"{type(self).__name__} draws images, and --data.dataset "
+                             f"{dm.dataset} has image features only: train it on cub or flowers "
+                             f"({dm.dataset} trains the DS-SJE text encoder, CharCNNRNNSJE)")  # fmt: skip
         # Every rank starts from the same seed_everything(); give each its own streams (noise,
         # CA draws, crops, flips, caption picks). Rank 0 keeps the run's seed, so a 1-device run
         # and rank 0 of a multi-device run draw alike. A resume then restores each rank's state.
