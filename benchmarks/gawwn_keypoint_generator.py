@@ -54,10 +54,11 @@ from t2igan.models import GAWWNKeypointGenerator, GAWWNKeypoints
 BEAK, TAIL = CUB_PARTS.index("beak"), CUB_PARTS.index("tail")
 
 
-def data(batch_size: int, num_captions: int) -> T2IDataModule:
+def data(batch_size: int, num_captions: int, images: bool = True) -> T2IDataModule:
     dm = T2IDataModule(dataset="synthetic", image_size=64, load_size=None, flip=False,
                        num_captions=num_captions, batch_size=batch_size, num_images=3000,
-                       num_eval_images=256, text_encoder=HashingEncoder())  # fmt: skip
+                       num_eval_images=256, text_encoder=HashingEncoder(),
+                       images=images)  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
     dm.setup("test")
@@ -131,7 +132,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(0)
-    kg_dm = data(64, 1)
+    kg_dm = data(64, 1, images=False)  # G_k reads no image
     if a.kg_ckpt:
         kg = GAWWNKeypointGenerator.load_from_checkpoint(a.kg_ckpt, weights_only=True)
         run = {"ckpt": a.kg_ckpt}

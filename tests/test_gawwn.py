@@ -249,6 +249,19 @@ def test_draw_location_marks_the_box_and_keypoints():
     assert near_beak.max() > 0 and dots[0, :, 1, 1].max() == -1
 
 
+@pytest.mark.parametrize("num_parts", [15, 17])  # CUB, MPII in GAWWN's form
+def test_each_part_is_drawn_in_a_colour_of_its_own(num_parts):
+    img = torch.full((1, 3, 64, 64), -1.0)
+    kp = torch.zeros(1, num_parts, 3)
+    kp[0, :, 0] = (torch.arange(num_parts) % 6 + 1) / 7  # a grid of dots, well apart
+    kp[0, :, 1] = (torch.arange(num_parts) // 6 + 1) / 4
+    kp[0, :, 2] = 1
+    dots = draw_location(img, "keypoints", kp)[0]
+    centres = [dots[:, round(float(y) * 64), round(float(x) * 64)] for x, y, _ in kp[0]]
+    colours = {tuple(((c + 1) * 127.5).round().int().tolist()) for c in centres}
+    assert len(colours) == num_parts and (0, 0, 0) not in colours
+
+
 @pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
 def test_where_and_what_figures(cls, data_root, tmp_path):
     dm = tiny_datamodule(data_root, image_size=64, load_size=76)
@@ -391,7 +404,9 @@ def test_generate_keypoint_file_errors(gawwn_ckpts, tmp_path, content, message):
 
 
 @pytest.mark.skipif(not REAL_CUB.exists(), reason="shared real data not present")
-@pytest.mark.parametrize("config", ["gawwn_box.yaml", "gawwn_keypoints.yaml"])
+@pytest.mark.parametrize(
+    "config", ["gawwn_box.yaml", "gawwn_keypoints.yaml", "gawwn_keypoint_generator.yaml"]
+)
 def test_configs_fit_on_the_real_cub_subset(config, tmp_path):
     run = cli(args=[
         "fit", "--config", str(ROOT / "experiments" / config), "--data.root", str(tmp_path),
@@ -404,4 +419,5 @@ def test_configs_fit_on_the_real_cub_subset(config, tmp_path):
     assert run.trainer.state.finished and run.trainer.global_step > 0
     batch = next(iter(run.datamodule.train_dataloader()))
     assert batch["boxes"].shape == (4, 4) and batch["keypoints"].shape == (4, 15, 3)
+    assert ("images" in batch) == (config != "gawwn_keypoint_generator.yaml")  # G_k: no images
     assert all(torch.isfinite(p).all() for p in run.model.parameters())

@@ -19,7 +19,7 @@ from t2igan.data.contract import CUB_PARTS
 from t2igan.models import GAWWNBox, GAWWNKeypointGenerator, GAWWNKeypoints
 from t2igan.models.gawwn_keypoints import KeypointGeneratorNet, switch_units
 
-from .conftest import ROOT, SHARED_DATA, TINY_DATA, tiny_datamodule
+from .conftest import ROOT, SHARED_DATA, TINY_DATA, fit_briefly, tiny_datamodule
 from .data_fixtures import write_jsonl
 from .test_gawwn import _bottleneck, bn, lin
 
@@ -287,6 +287,34 @@ def test_generated_keypoints_figure(ckpts, data_root, tmp_path, training):
         assert not GeneratedKeypointsGrid().supports(box)
 
 
+class _NoPixels:
+    """A split's images that fail when one is read."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        raise AssertionError(f"image {i} was read")
+
+
+def test_keypoints_only_batches_read_no_image(data_root, tmp_path):
+    dm = tiny_datamodule(data_root, image_size=64, load_size=76, flip=True, images=False)
+    train = dm.datasets["train"]
+    train.split.images = _NoPixels(len(train))  # any image read now fails
+    batch = next(iter(dm.train_dataloader()))
+    assert not dm.has_images and "images" not in batch and "wrong_images" not in batch
+    assert batch["keypoints"].shape == (8, 15, 3) and batch["text_emb"].shape[0] == 8
+    model = GAWWNKeypointGenerator(text_dim=dm.text_dim, **KG_TINY)
+    assert fit_briefly(model, dm, steps=2).global_step == 2
+    # a model that draws images says which option took them away
+    gan = GAWWNKeypoints(text_dim=dm.text_dim, **IMG_TINY)
+    with pytest.raises(ValueError, match="--data.images false gives batches without them"):
+        fit_briefly(gan, dm)
+
+
 # ------------------------------------------------------------------------------ configs
 def test_keypoint_generator_config_fast_dev_run(tmp_path):
     run = cli(args=[
@@ -299,6 +327,7 @@ def test_keypoint_generator_config_fast_dev_run(tmp_path):
     assert isinstance(run.model, GAWWNKeypointGenerator)
     assert run.model.num_parts == 15 and run.model.keep_prob == 0.1
     assert run.trainer.state.finished and run.trainer.global_step > 0
+    assert not run.datamodule.images  # the config reads no image
 
 
 def test_mhp_fake_score_threshold_holds_d_back(data_root, tmp_path):

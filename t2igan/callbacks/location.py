@@ -21,9 +21,13 @@ from t2igan.data.mpii import MPII_PARTS
 
 #: The conditioning names (batch contract keys) that say where to draw.
 LOCATIONS = ("boxes", "keypoints")
-#: One colour per keypoint (hues around the circle), so a reader can tell the parts apart.
-PART_COLOURS = [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(k / 15, 0.9, 1.0))
-                for k in range(15)]  # fmt: skip
+
+
+def part_colours(num_parts: int) -> list[tuple[int, int, int]]:
+    """One RGB colour per keypoint, hues spread around the circle, so that a reader can tell
+    the ``num_parts`` parts apart (CUB's 15 and MPII's 17 alike: no colour repeats)."""
+    return [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(k / num_parts, 0.9, 1.0))
+            for k in range(num_parts)]  # fmt: skip
 
 
 def part_names(num_parts: int) -> tuple[str, ...]:
@@ -67,7 +71,7 @@ def location_kwargs(fixed: dict, repeats: int) -> dict:
 def draw_location(images: torch.Tensor, key: str, where: torch.Tensor) -> torch.Tensor:
     """Copies of ``images`` (N, 3, H, W) in [-1, 1] with the location drawn on: each box
     (N, 4) normalised (x, y, w, h) as a red outline, or each visible keypoint (N, K, 3) as a
-    dot in its part's colour (:data:`PART_COLOURS`)."""
+    dot in its part's colour (:func:`part_colours`)."""
     out = []
     for img, loc in zip(images.float().cpu(), where.float().cpu()):
         pil = Image.fromarray(
@@ -80,9 +84,8 @@ def draw_location(images: torch.Tensor, key: str, where: torch.Tensor) -> torch.
             draw.rectangle([x * w, y * h, (x + bw) * w - 1, (y + bh) * h - 1], outline=(255, 0, 0))
         else:
             r = max(1.5, 1.5 * w / 64)
-            for k, (x, y, v) in enumerate(loc.tolist()):
+            for (x, y, v), colour in zip(loc.tolist(), part_colours(len(loc))):
                 if v > 0:
-                    colour = PART_COLOURS[k % len(PART_COLOURS)]
                     draw.ellipse([x * w - r, y * h - r, x * w + r, y * h + r], fill=colour)
         out.append(torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float() / 127.5 - 1)
     return torch.stack(out)

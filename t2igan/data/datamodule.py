@@ -95,6 +95,10 @@ class T2IDataModule(L.LightningDataModule):
         caption_words: keep only training captions of ``lo <= words < hi`` words, and the
             images that have one (Mansimov et al.'s COCO filter is ``[7, 30]``); None: all.
             It changes the training split of every model, not only the tokens.
+        images: False gives batches without ``images`` and ``wrong_images``, and no image is
+            decoded: for models that read only the annotations and captions (the GAWWN
+            keypoint generator, as the authors' ``cub_keypoint_only`` loader). A model that
+            draws images stops with an error naming this option.
     """
 
     def __init__(
@@ -123,8 +127,10 @@ class T2IDataModule(L.LightningDataModule):
         sampler: str = "shuffle",
         max_words: int = 30,
         caption_words: tuple[int, int] | None = None,
+        images: bool = True,
     ) -> None:
         super().__init__()
+        self.images = images
         if max_words < 1:
             raise ValueError(f"--data.max_words must be at least 1, got {max_words}")
         if caption_words is not None and not (0 <= caption_words[0] < caption_words[1]):
@@ -176,7 +182,10 @@ class T2IDataModule(L.LightningDataModule):
 
     @property
     def has_images(self) -> bool:
-        """Whether batches carry real images (``reed-cvpr`` has image features only)."""
+        """Whether batches carry real images (not with ``images=False``; ``reed-cvpr`` has
+        image features only)."""
+        if not self.images:
+            return False
         return self.dataset == "synthetic" or getattr(cache.reader_class(self.dataset),
                                                       "has_images", True)  # fmt: skip
 
@@ -333,7 +342,7 @@ class T2IDataModule(L.LightningDataModule):
                 self.datasets[name] = TextImageDataset(
                     split, emb, self.image_size, self.load_size,
                     random_crop=train, flip=self.flip and train, num_captions=self.num_captions,
-                    wrong_images=self.wrong_mode == "class", tokens=tokens,
+                    wrong_images=self.wrong_mode == "class", tokens=tokens, images=self.images,
                 )  # fmt: skip
 
     def _loader(self, name: str, train: bool = False) -> DataLoader:
@@ -347,7 +356,7 @@ class T2IDataModule(L.LightningDataModule):
             drop_last=train,  # GAN-INT pairs the two halves of a batch; BN needs B > 1
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=shift_collate if self.wrong_mode == "shift" else None,
+            collate_fn=shift_collate if self.wrong_mode == "shift" and ds.has_images else None,
             # workers' seeds from a generator of their own: loading never draws from the global
             # RNG, so the noise stream does not depend on when a loader is created
             generator=torch.Generator().manual_seed(0) if train else None,

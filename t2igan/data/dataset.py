@@ -39,6 +39,8 @@ class TextImageDataset(Dataset):
         tokens: one (C_i, L) int64 array of word ids per image, aligned with
             ``split.captions`` (:class:`~t2igan.data.tokens.Vocabulary`); each item then holds
             ``tokens``, the ids of its first sampled caption (the one in ``captions``).
+        images: False leaves ``images`` and ``wrong_images`` out of every item (no image is
+            read), for models that read only the annotations and captions.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class TextImageDataset(Dataset):
         num_captions: int = 4,
         wrong_images: bool = True,
         tokens: list[np.ndarray] | None = None,
+        images: bool = True,
     ) -> None:
         if len(caption_emb) != len(split):
             raise ValueError(f"{len(caption_emb)} embedding arrays for {len(split)} images")
@@ -72,7 +75,7 @@ class TextImageDataset(Dataset):
         self.random_crop = random_crop
         self.flip = flip
         self.num_captions = num_captions
-        self.has_images = split.images is not None
+        self.has_images = images and split.images is not None
         self.wrong_images = wrong_images and self.has_images
         self.features = (None if split.image_features is None else
                          [torch.as_tensor(f, dtype=torch.float32) for f in split.image_features])  # fmt: skip
@@ -94,7 +97,7 @@ class TextImageDataset(Dataset):
     def image(self, i: int) -> torch.Tensor:
         """Image ``i`` as a (3, load, load) uint8 tensor."""
         if not self.has_images:
-            raise ValueError(f"this split has image features, no images ({self.split.names[i]})")
+            raise ValueError(f"this split is read without images ({self.split.names[i]})")
         img = self.split.images[i]
         if img.shape[0] != self.load_size or img.shape[1] != self.load_size:
             size = (self.load_size, self.load_size)

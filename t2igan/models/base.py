@@ -281,6 +281,10 @@ class TextToImageModel(L.LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if self.needs_images and not getattr(dm, "has_images", True):
+            if not getattr(dm, "images", True):
+                raise ValueError(f"{type(self).__name__} draws images, and --data.images false "
+                                 "gives batches without them: leave it out (only the keypoint "
+                                 "generator reads no images)")  # fmt: skip
             raise ValueError(f"{type(self).__name__} draws images, and --data.dataset "
                              f"{dm.dataset} has image features only: train it on cub or flowers "
                              f"({dm.dataset} trains the DS-SJE text encoder, CharCNNRNNSJE)")  # fmt: skip
