@@ -5,8 +5,8 @@
     t2igan app --ckpt runs/gawwn_box/checkpoints/last.ckpt
 
 Type a caption (*what*), then say *where* on the canvas: for a keypoint model, pick a part and
-click where it goes (click again to move it; "remove part" takes it off); for a box model, click
-two opposite corners of the box. The samples update after each change. "Resample noise" draws
+click where it goes (click again, or drag its dot, to move it; "remove part" takes it off); for a
+box model, drag across the canvas or click two opposite corners of the box. The samples update after each change. "Resample noise" draws
 new noise; with a keypoint generator, "Complete keypoints" has G_k draw the parts not placed,
 from the caption (all of them when none is placed), the authors' interactive demo's completion.
 The checkpoints load once, on the CPU or a GPU (``--device``). Needs the ``app`` extra
@@ -15,6 +15,7 @@ The checkpoints load once, on the CPU or a GPU (``--device``). Needs the ``app``
 
 # No `from __future__ import annotations`: Gradio reads the handlers' `gr.SelectData` annotation
 # as a class, and `gr` is imported inside build() (Gradio loads only for the page).
+import json
 import os
 
 import torch
@@ -25,6 +26,40 @@ from t2igan.command import CommandParser
 #: Samples shown per change, and the side of the canvas in pixels.
 NUM_SAMPLES = 4
 CANVAS = 256
+#: A drag that starts this close to a placed part (normalised) moves that part.
+GRAB = 0.08
+
+#: Dragging on the canvas (Gradio's image gives clicks only): a press and release more than
+#: 4 px apart is written as ``[x0, y0, x1, y1]`` (normalised) into the hidden ``#drag`` box,
+#: whose input event runs the page's drag handler, and the click that follows it is swallowed.
+DRAG_JS = """
+() => {
+  let start = null, dragged = false;
+  const canvasImg = (e) => e.target.closest && e.target.closest('#canvas img');
+  const at = (e, img) => {
+    const r = img.getBoundingClientRect();
+    return [(e.clientX - r.left) / r.width, (e.clientY - r.top) / r.height];
+  };
+  document.addEventListener('dragstart', (e) => { if (canvasImg(e)) e.preventDefault(); }, true);
+  document.addEventListener('pointerdown', (e) => {
+    const img = canvasImg(e);
+    start = img ? {img, x: e.clientX, y: e.clientY, from: at(e, img)} : null;
+  }, true);
+  document.addEventListener('pointerup', (e) => {
+    const s = start;
+    start = null;
+    if (!s || Math.hypot(e.clientX - s.x, e.clientY - s.y) < 4) return;  // a click
+    dragged = true;
+    setTimeout(() => { dragged = false; }, 100);
+    const box = document.querySelector('#drag textarea, #drag input');
+    box.value = JSON.stringify([...s.from, ...at(e, s.img), Date.now()]);  // each drag differs
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  }, true);
+  document.addEventListener('click', (e) => {
+    if (dragged && e.target.closest && e.target.closest('#canvas')) e.stopPropagation();
+  }, true);
+}
+"""
 
 
 class Session:
@@ -86,6 +121,21 @@ class Session:
                 raise ValueError("the box has (almost) no area: click two opposite corners")
             where["boxes"] = [min(x, x0), min(y, y0), w, h]
         return where
+
+    def drag(self, where: dict, start: tuple[float, float], end: tuple[float, float]):
+        """``(where, what was done)`` after a drag from ``start`` to ``end`` (normalised): the
+        placed part nearest ``start`` (within :data:`GRAB`) moved to ``end``, or for a box
+        model the box with those two opposite corners."""
+        (x0, y0), (x1, y1) = ((min(max(v, 0.0), 1.0) for v in p) for p in (start, end))
+        if self.key == "boxes":
+            where = self.place({**where, "corner": [x0, y0]}, x1, y1, None)
+            return where, "drew the box ({:.2f}, {:.2f}, {:.2f}, {:.2f})".format(*where["boxes"])
+        placed = [(((x - x0) ** 2 + (y - y0) ** 2) ** 0.5, name)
+                  for name, (x, y, v) in zip(self.parts, where["keypoints"]) if v > 0]  # fmt: skip
+        near = [name for d, name in sorted(placed) if d <= GRAB]
+        if not near:
+            raise ValueError("no placed part where the drag started: press on a dot to drag it")
+        return self.place(where, x1, y1, near[0]), f"moved {near[0]} to ({x1:.2f}, {y1:.2f})"
 
     def remove(self, where: dict, part: str | None) -> dict:
         if self.key == "keypoints" and part in self.parts:
@@ -157,8 +207,9 @@ def build(session: Session):
     import gradio as gr
 
     keypoints = session.key == "keypoints"
-    how = ("pick a part, then click on the canvas to place it (click again to move it)"
-           if keypoints else "click two opposite corners of the box on the canvas")  # fmt: skip
+    how = ("pick a part, then click on the canvas to place it (click again, or drag its dot, to "
+           "move it)" if keypoints else
+           "drag across the canvas, or click two opposite corners, to draw the box")  # fmt: skip
     with gr.Blocks(title="t2igan: what and where") as page:
         gr.Markdown(f"### GAWWN: what and where to draw\n{type(session.model).__name__}: type a "
                     f"caption, then {how}.")  # fmt: skip
@@ -171,7 +222,7 @@ def build(session: Session):
                 part = gr.Radio(list(session.parts), label="part", elem_id="part",
                                 value=session.parts[0] if keypoints else None,
                                 visible=keypoints)  # fmt: skip
-                canvas = gr.Image(session.canvas(session.empty()), label="where (click)",
+                canvas = gr.Image(session.canvas(session.empty()), label="where (click or drag)",
                                   elem_id="canvas", interactive=False, type="pil",
                                   format="png", height=CANVAS, width=CANVAS)  # fmt: skip
                 with gr.Row():
@@ -185,6 +236,10 @@ def build(session: Session):
                                    elem_id="samples", interactive=False, type="pil",
                                    format="png")  # fmt: skip
                 status = gr.Markdown("", elem_id="status")
+                # written by DRAG_JS; hidden by the page's CSS (an invisible Gradio component
+                # is not in the page at all)
+                drag = gr.Textbox(elem_id="drag", elem_classes=["t2igan-hidden"],
+                                  container=False, show_label=False)  # fmt: skip
 
         def show(w, text, s):
             """Canvas, samples and a status line; an error is shown as the status."""
@@ -209,6 +264,15 @@ def build(session: Session):
                 return w, session.canvas(w), None, f"**{err}**"
             return (w, *show(w, text, s))
 
+        def on_drag(w, text, s, moved):
+            try:
+                x0, y0, x1, y1 = (float(v) for v in json.loads(moved)[:4])
+                w, what = session.drag(w, (x0, y0), (x1, y1))
+            except (ValueError, TypeError) as err:
+                return w, session.canvas(w), None, f"**{err}**"
+            canvas, images, status = show(w, text, s)
+            return w, canvas, images, f"{what}; {status}"
+
         def on_complete(w, text, s):
             try:
                 w = session.complete(w, text, s)
@@ -218,6 +282,7 @@ def build(session: Session):
 
         outs = [canvas, samples, status]
         canvas.select(on_click, [where, caption, seed, part], [where, *outs])
+        drag.change(on_drag, [where, caption, seed, drag], [where, *outs])
         caption.submit(show, [where, caption, seed], outs)
         caption.blur(show, [where, caption, seed], outs)
         resample.click(lambda s: s + 1, seed, seed).then(show, [where, caption, seed], outs)
@@ -233,7 +298,8 @@ def serve(session: Session, host: str = "127.0.0.1", port: int | None = None,
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
     page = build(session)
     _, url, _ = page.launch(server_name=host, server_port=port, share=False,
-                            prevent_thread_lock=not block, quiet=not block)  # fmt: skip
+                            prevent_thread_lock=not block, quiet=not block, js=DRAG_JS,
+                            css=".t2igan-hidden {display: none !important}")  # fmt: skip
     return page, url
 
 

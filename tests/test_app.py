@@ -36,6 +36,11 @@ def test_session_places_moves_and_completes_keypoints(ckpts):  # noqa: F811
     assert image.width > image.height  # 4 samples in a row, then them with the keypoints
     assert torch.equal(torch.tensor(s.remove(w, "tail")["keypoints"])[CUB_PARTS.index("tail")],
                        torch.zeros(3))  # fmt: skip
+    dragged, said = s.drag(w, (0.73, 0.33), (0.4, 0.5))  # pressed near the beak's dot
+    assert dragged["keypoints"][CUB_PARTS.index("beak")] == [0.4, 0.5, 1.0]
+    assert dragged["keypoints"][CUB_PARTS.index("tail")] == [0.2, 0.6, 1.0] and "beak" in said
+    with pytest.raises(ValueError, match="no placed part where the drag started"):
+        s.drag(w, (0.5, 0.9), (0.4, 0.5))
     with pytest.raises(ValueError, match="choose a part first"):
         s.place(w, 0.5, 0.5, None)
     with pytest.raises(ValueError, match="type a caption first"):
@@ -49,6 +54,10 @@ def test_session_box_corners_and_wrong_kinds(ckpts):  # noqa: F811
     w = s.place(w, 0.2, 0.1, None)  # the opposite corner closes the box
     assert w["corner"] is None and w["boxes"] == pytest.approx([0.2, 0.1, 0.4, 0.6])
     assert s.samples(w, "a blue bird", 1).width > 0
+    dragged, said = s.drag(w, (0.9, 0.8), (0.3, 0.2))  # a drag draws the box corner to corner
+    assert dragged["boxes"] == pytest.approx([0.3, 0.2, 0.6, 0.6]) and "box" in said
+    with pytest.raises(ValueError, match="no area"):
+        s.drag(w, (0.5, 0.5), (0.51, 0.7))
     with pytest.raises(ValueError, match="no keypoint generator"):
         app.Session(str(ckpts["image"])).complete(s.empty(), "x", 0)
     with pytest.raises(ValueError, match="is a GAWWN keypoint generator"):
@@ -100,6 +109,14 @@ def test_page_in_a_headless_browser(ckpts, tmp_path):  # noqa: F811
             shot = tmp_path / "samples.png"
             samples.screenshot(path=str(shot))
             assert Image.open(shot).width > 100  # an image appeared
+            tab.mouse.move(box["x"] + 0.7 * box["width"], box["y"] + 0.3 * box["height"])
+            tab.mouse.down()  # drag the beak's dot to (0.4, 0.5)
+            tab.mouse.move(box["x"] + 0.55 * box["width"], box["y"] + 0.4 * box["height"], steps=5)
+            tab.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"], steps=5)
+            tab.mouse.up()
+            tab.locator("#status", has_text="moved beak to (0.40, 0.50)").wait_for(timeout=60_000)
+            tab.wait_for_timeout(500)  # the click after the drag placed nothing
+            assert "moved beak" in tab.locator("#status").inner_text()
             tab.locator("#complete").click()  # G_k draws the other parts
             tab.wait_for_timeout(2000)
             assert "noise seed 0" in tab.locator("#status").inner_text()
