@@ -224,6 +224,19 @@ def test_read_bird_layout_reads_real_birds():
     assert read_bird_layout(np.full((32, 32, 3), 128, np.uint8))["box"] is None
 
 
+def test_read_bird_layout_ignores_stray_specks():
+    ex = make_example(0, "test", 3, 64)
+    clean = read_bird_layout(ex["image"])
+    specked = ex["image"].copy()
+    bx, by, bw, bh = (np.asarray(ex["box"]) * 64).round().astype(int)
+    for x, y in ((1, 1), (62, 2), (2, 61), (61, 60), (31, 62)):  # corner and border specks
+        if not (bx - 2 <= x <= bx + bw + 2 and by - 2 <= y <= by + bh + 2):
+            specked[y, x] = 255 - specked[y, x]
+    got = read_bird_layout(specked)
+    assert np.allclose(got["box"], clean["box"]) and np.allclose(got["tail"], clean["tail"])
+    assert box_iou(got["box"], ex["box"]) > 0.85
+
+
 # ------------------------------------------------------------------------------ figures
 def test_location_rows_stay_inside_and_move():
     rows = move_box(torch.tensor([0.3, 0.3, 0.4, 0.3]), 5)

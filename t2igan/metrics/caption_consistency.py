@@ -121,17 +121,26 @@ class CaptionAccuracy(Metric):
 
 def read_bird_layout(img: np.ndarray) -> dict[str, np.ndarray | None]:
     """Where the bird of one (H, W, 3) image (values 0..255) is, in normalised image
-    coordinates: ``box`` (x, y, w, h) of every pixel far from the border colour (the box the
+    coordinates. The bird is the largest 8-connected region of pixels far from the border
+    colour: a generator's stray specks of off-background colour elsewhere are not part of it
+    (on generated images they are dozens of small regions, and a box around every off-colour
+    pixel would span the image). Returns ``box`` (x, y, w, h) of that region (the box the
     synthetic birds record: beak, tail and foot tips included), ``beak`` (x, y), the tip of the
     beak: the beak/leg-coloured pixel of the bird's upper half farthest out horizontally, and
     ``tail`` (x, y), the bird's extreme column on the other side (the tail tip; the mean row of
     its pixels). Each is None when no bird, or no beak, is drawn. GAWWN's location benchmark
     reads it."""
+    from scipy import ndimage
+
     img = img.astype(np.float32)
     h, w, _ = img.shape
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-    bird = np.sqrt(((img - np.median(border, axis=0)) ** 2).sum(-1)) > 40
+    off = np.sqrt(((img - np.median(border, axis=0)) ** 2).sum(-1)) > 40
     out: dict[str, np.ndarray | None] = {"box": None, "beak": None, "tail": None}
+    regions, n = ndimage.label(off, structure=np.ones((3, 3)))
+    if n == 0:
+        return out
+    bird = regions == 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
     ys, xs = np.nonzero(bird)
     if len(ys) < 4:
         return out
