@@ -2,22 +2,26 @@
 were asked to, and do they still show their captions' colours? With a GAN-INT-CLS trained for
 the same time (which ignores location) as the baseline.
 
-    python benchmarks/gawwn.py --model box --minutes 15
-    python benchmarks/gawwn.py --model keypoints --minutes 15
-    python benchmarks/gawwn.py --model gan_int_cls --minutes 15
+    python benchmarks/gawwn.py --model box --minutes 45 [--no-d-head-norm]
+    python benchmarks/gawwn.py --model keypoints --minutes 45 [--no-d-head-norm]
+    python benchmarks/gawwn.py --model gan_int_cls --minutes 45
 
 Synthetic birds at 64 x 64 (8 x 8 maps), 3,000 training images, the hashing text encoder,
 batch 16, 4 captions averaged, load size 76 with random crops and flips. For every image of the
 held-out test split (its (body, head) colour pairs are never trained on), one sample is drawn
-with that image's first caption and its box or keypoints (centre view); the drawn bird is read
-back with :func:`t2igan.metrics.read_bird_layout`:
+with that image's box or keypoints (centre view) and the mean of 4 of its captions (picked with
+the global RNG, as the data module's test items are: scoring a checkpoint twice moves the
+figures by about 0.01-0.03); the drawn bird, the largest 8-connected off-background region, is
+read back with :func:`t2igan.metrics.read_bird_layout`:
 
 * ``box_iou``: median IoU of the drawn bird's box with the requested box;
 * ``beak_ok`` / ``tail_ok`` / ``both_ok``: fraction of images whose drawn beak (tail, both)
-  lies within 0.1 of the image side of the requested position;
+  lies within 0.1 of the image side of the requested position (images where the part is
+  visible; a beak or tail not read counts as missed);
 * ``body``: held-out body colour accuracy (:func:`t2igan.metrics.read_birds`).
 
-Prints one JSON line; samples, the "where" and "what" figures and the checkpoint go to
+Prints one JSON line; samples, the "where" and "what" figures, a 3x close-up of 8 test images
+with their location and the samples drawn for it, and the checkpoint go to
 ``runs/bench_gawwn_<model>/`` (``--ckpt`` scores and draws a saved checkpoint again).
 """
 
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from t2igan.callbacks.figures import labelled_grid
+from t2igan.callbacks.location import draw_location
 from t2igan.data import HashingEncoder, T2IDataModule
 from t2igan.metrics import box_iou, read_bird_layout, read_birds
 from t2igan.models import GANINTCLS, GAWWNBox, GAWWNKeypoints
@@ -65,6 +70,7 @@ def scores(model, dm: T2IDataModule, out: Path) -> dict[str, float]:
             "body": round(float(np.concatenate(body).mean()), 3)}  # fmt: skip
 
 
+@torch.no_grad()
 def figures(model, dm: T2IDataModule, out: Path) -> None:
     """The "where" and "what" figures of a location model, as the training callbacks draw them,
     to ``out/where.png`` and ``out/what.png``."""
@@ -78,6 +84,17 @@ def figures(model, dm: T2IDataModule, out: Path) -> None:
         images, ncol, labels = figure.draw(model)
         grid(images, ncol, labels).save(out / f"{figure.key}.png")
         print(f"{figure.key}: {figure.layout}")
+    # close-up, 3x: the first 8 test images, with their location, and the samples drawn for it
+    batch = next(iter(dm.test_dataloader()))
+    key, n = model.takes[1], 8
+    where = batch[key][:n]
+    noise = model.sample_noise(n, generator=torch.Generator().manual_seed(0))
+    fake = model.sample(batch["text_emb"][:n], noise, **{key: where})
+    real = torch.nn.functional.interpolate(batch["images"][:n], scale_factor=3)
+    fake = torch.nn.functional.interpolate(fake, scale_factor=3)
+    rows = [real, draw_location(real, key, where), fake, draw_location(fake, key, where)]
+    labels = ["test images", "their location", "drawn for it", "drawn, with the location"]
+    grid(torch.cat(rows), n, labels).save(out / "closeup.png")
 
 
 def main() -> None:
