@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--image-minutes", type=float, default=11)
     parser.add_argument("--width", type=int, default=32, help="image model's ngf = ndf")
     parser.add_argument("--kg-width", type=int, default=128, help="G_k's ngf = ndf (authors': 128)")
+    parser.add_argument("--kg-keep-prob", type=float, default=0.1,
+                        help="G_k's switch-unit keep probability in training (authors': 0.1)")  # fmt: skip
     parser.add_argument("--kg-ckpt", default=None, help="score this G_k instead of training")
     parser.add_argument("--image-ckpt", default=None, help="this image model, not training")
     parser.add_argument("--out", default="runs/bench_gawwn_kg")
@@ -138,10 +140,12 @@ def main() -> None:
         run = {"ckpt": a.kg_ckpt}
     else:
         kg = GAWWNKeypointGenerator(text_dim=kg_dm.text_dim, image_size=64, ngf=a.kg_width,
-                                    ndf=a.kg_width, text_encoder=kg_dm.text_encoder_spec)  # fmt: skip
+                                    ndf=a.kg_width, keep_prob=a.kg_keep_prob,
+                                    text_encoder=kg_dm.text_encoder_spec)  # fmt: skip
         with torch.enable_grad():
             run = fit(kg, kg_dm, a.kg_minutes, out, "kg")
-    print(json.dumps({"model": "G_k", "width": kg.hparams.ngf, **run}), flush=True)
+    print(json.dumps({"model": "G_k", "width": kg.hparams.ngf, "keep_prob": kg.keep_prob, **run}),
+          flush=True)  # fmt: skip
     kg.eval()
 
     # held-out test birds: first caption's embedding, true keypoints, body colour
