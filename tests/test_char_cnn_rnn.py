@@ -171,6 +171,32 @@ def test_encoder_checkpoint_as_text_encoder(trained_encoder, tmp_path):
         enc.encode(["a bird", "\u00e9\u00e9\u00e9"])
 
 
+def test_exported_encoder_embeds_as_its_checkpoint(trained_encoder, tmp_path):
+    from t2igan.models.char_cnn_rnn import export_text_encoder
+
+    _, path, _, _ = trained_encoder
+    small = export_text_encoder(path, tmp_path / "small.ckpt")
+    assert small.stat().st_size < path.stat().st_size / 2  # text network alone, float16
+    caps = ["a bird with a red body and a blue head.", "a small bird facing left."]
+    np.testing.assert_allclose(CharCNNEncoder(str(small)).encode(caps),
+                               CharCNNEncoder(str(path)).encode(caps), atol=2e-3)  # fmt: skip
+
+
+def test_the_shipped_synthetic_birds_encoder():
+    """The quickstart's encoder (``t2igan:synthetic_birds``, in the package): it loads by name,
+    its spec keeps the name (not this machine's path) and its content hash, and it tells a red
+    body and blue head from the reverse far better than MiniLM (0.99; 0.54 when it was
+    shipped)."""
+    from t2igan.metrics import swapped_caption_cosine
+
+    enc = CharCNNEncoder("t2igan:synthetic_birds")
+    assert enc.dim == 1024 and enc.spec()["init_args"]["checkpoint"] == "t2igan:synthetic_birds"
+    assert len(enc.spec()["init_args"]["sha256"]) == 64
+    assert swapped_caption_cosine(enc) < 0.7
+    with pytest.raises(ValueError, match="no text encoder 't2igan:nope' ships with t2igan"):
+        CharCNNEncoder("t2igan:nope")
+
+
 def test_not_an_encoder_checkpoint(tmp_path, data_root):
     from t2igan.models import GANINTCLS
 

@@ -5,6 +5,8 @@ from t2igan.metrics.caption_consistency import (
     box_iou,
     read_bird_layout,
     read_birds,
+    swapped_caption_cosine,
 )
 
-__all__ = ["CaptionAccuracy", "box_iou", "read_bird_layout", "read_birds"]
+__all__ = ["CaptionAccuracy", "box_iou", "read_bird_layout", "read_birds",
+           "swapped_caption_cosine"]  # fmt: skip

@@ -562,6 +562,42 @@ class SJEPair:
 
 
 # ----------------------------------------------------------------- as a text encoder
+#: Text encoders shipped in the package, named ``t2igan:<name>`` as a ``CharCNNEncoder``
+#: checkpoint. ``synthetic_birds``: a char-CNN-RNN trained with DS-SJE on the built-in synthetic
+#: birds (``python benchmarks/char_cnn_rnn.py --minutes 30 --threads 1 --ship``; docs/benchmarks.md).
+SHIPPED_ENCODERS = {"synthetic_birds": "synthetic_birds_char_cnn_rnn.ckpt"}
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+#: What a shipped encoder keeps of its training run's hyper-parameters.
+_NET_HPARAMS = ("architecture", "cnn_dim", "emb_dim", "conv_widths", "lowercase")
+
+
+def encoder_file(checkpoint: str) -> Path:
+    """The file of an encoder checkpoint: a path, or ``t2igan:<name>`` for one the package
+    ships (:data:`SHIPPED_ENCODERS`)."""
+    if not checkpoint.startswith("t2igan:"):
+        return Path(checkpoint)
+    name = checkpoint.removeprefix("t2igan:")
+    if name not in SHIPPED_ENCODERS:
+        raise ValueError(f"no text encoder {checkpoint!r} ships with t2igan; shipped: "
+                         + ", ".join(f"t2igan:{n}" for n in SHIPPED_ENCODERS))  # fmt: skip
+    return ASSETS / SHIPPED_ENCODERS[name]
+
+
+def export_text_encoder(ckpt: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Write the text network of encoder checkpoint ``ckpt`` alone (in float16 by default), as
+    the package ships it: no image side, optimiser or trainer state; ``CharCNNEncoder`` loads
+    it as it loads ``ckpt``."""
+    src, class_path = read_checkpoint(ckpt, "text encoder checkpoint", "")
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone()
+             for k, v in src["state_dict"].items() if k.startswith("text_net.")}  # fmt: skip
+    hp = {k: v for k, v in src["hyper_parameters"].items() if k in _NET_HPARAMS}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": state, "hyper_parameters": hp, "t2igan": {"class_path": class_path},
+                "exported_from": str(ckpt)}, out)  # fmt: skip
+    return out
+
+
 def load_text_net(path: str | Path) -> tuple[CharCNNRNN, dict]:
     """The text network of an encoder checkpoint (:class:`CharCNNRNNSJE`'s, or one the ``.t7``
     converter wrote) and its hyper-parameters."""
@@ -592,7 +628,8 @@ class CharCNNEncoder(TextEncoder):
 
     Args:
         checkpoint: the encoder checkpoint (``t2igan fit --config experiments/char_cnn_rnn.yaml``
-            or the ``.t7`` converter).
+            or the ``.t7`` converter), or ``t2igan:synthetic_birds``, the one the package ships
+            for the built-in synthetic birds (the quickstart's).
         sha256: content hash the file must have (filled in; checked when given).
         batch_size: captions per forward pass.
         device: torch device for encoding.
@@ -605,7 +642,7 @@ class CharCNNEncoder(TextEncoder):
         batch_size: int = 256,
         device: str = "cpu",
     ) -> None:
-        path = Path(checkpoint)
+        path = encoder_file(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(
                 f"text encoder checkpoint {checkpoint} not found"
