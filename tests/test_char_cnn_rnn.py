@@ -197,6 +197,23 @@ def test_the_shipped_synthetic_birds_encoder():
         CharCNNEncoder("t2igan:nope")
 
 
+def test_a_gan_on_the_shipped_encoder_generates_from_its_name(data_root, tmp_path):
+    from t2igan.cli import generate
+    from t2igan.models import GANINTCLS
+
+    dm = tiny_datamodule(data_root, text_encoder=CharCNNEncoder("t2igan:synthetic_birds"))
+    gan = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=4, ndf=4,
+                    text_encoder=dm.text_encoder_spec)  # fmt: skip
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(gan, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    assert gan.hparams.text_encoder["init_args"]["checkpoint"] == "t2igan:synthetic_birds"
+    paths = generate(str(tmp_path / "gan.ckpt"), ["a bird with a red body and a blue head."],
+                     num=2, out=str(tmp_path / "out"))  # fmt: skip
+    assert paths[0].name == "grid.png" and len(paths) == 3
+
+
 def test_not_an_encoder_checkpoint(tmp_path, data_root):
     from t2igan.models import GANINTCLS
 
