@@ -416,21 +416,28 @@ def test_generate_keypoint_file_errors(gawwn_ckpts, tmp_path, content, message):
         generate(str(gawwn_ckpts[GAWWNKeypoints]), ["x"], keypoint_files=[str(parts)])
 
 
+def fit_on_real_subset(config: str, source, tmp_path, load_size: int, *extra: str):
+    """``t2igan fit --config experiments/<config>`` with fast_dev_run on a real data subset
+    (tiny widths, batch 4, 64 px); returns the run after checking it trained and stayed finite,
+    and one training batch."""
+    run = cli(args=[
+        "fit", "--config", str(ROOT / "experiments" / config), "--data.root", str(tmp_path),
+        "--data.source", str(source), "--data.skip_missing", "true", *extra,
+        "--data.text_encoder", "t2igan.data.HashingEncoder", "--data.batch_size", "4",
+        "--data.image_size", "64", "--data.load_size", str(load_size),
+        "--model.init_args.ngf", "4", "--model.init_args.ndf", "4", "--trainer.fast_dev_run", "1",
+        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"),
+    ])  # fmt: skip
+    assert run.trainer.state.finished and run.trainer.global_step > 0
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    return run, next(iter(run.datamodule.train_dataloader()))
+
+
 @pytest.mark.skipif(not REAL_CUB.exists(), reason="shared real data not present")
 @pytest.mark.parametrize(
     "config", ["gawwn_box.yaml", "gawwn_keypoints.yaml", "gawwn_keypoint_generator.yaml"]
 )
 def test_configs_fit_on_the_real_cub_subset(config, tmp_path):
-    run = cli(args=[
-        "fit", "--config", str(ROOT / "experiments" / config), "--data.root", str(tmp_path),
-        "--data.source", str(REAL_CUB), "--data.split", "official", "--data.skip_missing", "true",
-        "--data.text_encoder", "t2igan.data.HashingEncoder", "--data.batch_size", "4",
-        "--data.image_size", "64", "--data.load_size", "76", "--model.init_args.ngf", "4",
-        "--model.init_args.ndf", "4", "--trainer.fast_dev_run", "1",
-        "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"),
-    ])  # fmt: skip
-    assert run.trainer.state.finished and run.trainer.global_step > 0
-    batch = next(iter(run.datamodule.train_dataloader()))
+    _, batch = fit_on_real_subset(config, REAL_CUB, tmp_path, 76, "--data.split", "official")
     assert batch["boxes"].shape == (4, 4) and batch["keypoints"].shape == (4, 15, 3)
     assert ("images" in batch) == (config != "gawwn_keypoint_generator.yaml")  # G_k: no images
-    assert all(torch.isfinite(p).all() for p in run.model.parameters())
