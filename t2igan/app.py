@@ -6,9 +6,10 @@
 
 Type a caption (*what*), then say *where* on the canvas: for a keypoint model, pick a part and
 click where it goes (click again, or drag its dot, to move it; "remove part" takes it off); for a
-box model, drag across the canvas or click two opposite corners of the box. The samples update after each change. "Resample noise" draws
-new noise; with a keypoint generator, "Complete keypoints" has G_k draw the parts not placed,
-from the caption (all of them when none is placed), the authors' interactive demo's completion.
+box model, drag across the canvas or click two opposite corners of the box. The samples update
+after each change. "Resample noise" draws new noise; with a keypoint generator, "Complete
+keypoints" has G_k draw the parts not placed, from the caption (all of them when none is
+placed), the authors' interactive demo's completion.
 The checkpoints load once, on the CPU or a GPU (``--device``). Needs the ``app`` extra
 (``pip install 't2igan[app]'``); the page is served on ``--host`` (default 127.0.0.1) only.
 """

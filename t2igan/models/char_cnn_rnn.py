@@ -591,10 +591,13 @@ def export_text_encoder(ckpt: str | Path, out: str | Path, half: bool = True) ->
     state = {k: (v.half() if half and v.is_floating_point() else v).clone()
              for k, v in src["state_dict"].items() if k.startswith("text_net.")}  # fmt: skip
     hp = {k: v for k, v in src["hyper_parameters"].items() if k in _NET_HPARAMS}
+    from t2igan.callbacks.checkpoint import AtomicCheckpointIO  # write, fsync, rename
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": state, "hyper_parameters": hp, "t2igan": {"class_path": class_path},
-                "exported_from": str(ckpt)}, out)  # fmt: skip
+    AtomicCheckpointIO().save_checkpoint(
+        {"state_dict": state, "hyper_parameters": hp, "t2igan": {"class_path": class_path},
+         "exported_from": str(ckpt)}, out,
+    )  # fmt: skip
     return out
 
 

@@ -143,9 +143,10 @@ def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Pat
                              "lowercase": lowercase, "converted_from": str(path)},
         "t2igan": {"class_path": "t2igan.models.char_cnn_rnn.CharCNNRNNSJE"},
     }  # fmt: skip
+    from t2igan.callbacks.checkpoint import AtomicCheckpointIO  # write, fsync, rename
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
+    AtomicCheckpointIO().save_checkpoint(ckpt, out)
     return out
 
 
