@@ -63,6 +63,11 @@ def run_command(
     except errors as err:
         if debug:
             raise
+        # jsonargparse wraps an error raised while it builds a class-typed argument (a text
+        # encoder that refuses its checkpoint) in "Does not validate against any of the Union
+        # subtypes": the cause is the useful line
+        while str(err).startswith("Does not validate against any of") and err.__cause__:
+            err = err.__cause__
         lines = str(err).strip().splitlines() or [type(err).__name__]
         print(f"t2igan {command}: {lines[0]}", file=sys.stderr)
         print(DEBUG_HINT, file=sys.stderr)

@@ -197,6 +197,10 @@ def test_errors_raised_during_fit_are_one_line(data_root, capsys):
         "images/, parts/ ...) there. Download and extract it with `t2igan download cub --root "
         "nowhere`."
     ]
+    code, lines = fails(["fit", "--config", QUICKSTART, "--data.text_encoder.checkpoint",
+                         "t2igan:birds"], capsys)  # fmt: skip
+    assert code == 1 and lines[0] == ("t2igan fit: no text encoder 't2igan:birds' ships with "
+                                      "t2igan; shipped: t2igan:synthetic_birds")  # fmt: skip
     code, lines = fails(["fit", "--config", QUICKSTART, "--data.dataset", "foo"], capsys)
     assert [ln for ln in lines if ln.startswith("t2igan")] == [
         "t2igan fit: unknown dataset 'foo'; choose one of synthetic, cub, flowers, mhp, port-hdf5, "
