@@ -168,14 +168,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def swapped_caption_cosine(encoder) -> float:
+def swapped_caption_cosine(encoder, centre_on: list[str] | None = None) -> float:
     """Mean cosine between "a bird with a X body and a Y head" and "a bird with a Y body and a
     X head" over all ordered pairs of distinct synthetic-bird colours (56): how well a text
-    encoder binds each colour to its part (1: not at all; all-MiniLM-L6-v2 gives 0.99)."""
+    encoder binds each colour to its part (1: not at all; all-MiniLM-L6-v2 gives 0.99).
+    ``centre_on``: captions whose mean embedding is subtracted first (the cosine then ignores a
+    direction every caption shares)."""
     from t2igan.data.synthetic import COLOURS
 
     pairs = [(x, y) for x in COLOURS for y in COLOURS if x != y]
-    a = encoder.encode([f"a bird with a {x} body and a {y} head" for x, y in pairs])
-    b = encoder.encode([f"a bird with a {y} body and a {x} head" for x, y in pairs])
+    mean = encoder.encode(centre_on).mean(0) if centre_on else 0.0
+    a = encoder.encode([f"a bird with a {x} body and a {y} head" for x, y in pairs]) - mean
+    b = encoder.encode([f"a bird with a {y} body and a {x} head" for x, y in pairs]) - mean
     cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return float(cos.mean())

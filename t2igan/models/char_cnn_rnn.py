@@ -583,20 +583,41 @@ def encoder_file(checkpoint: str) -> Path:
     return ASSETS / SHIPPED_ENCODERS[name]
 
 
-def export_text_encoder(ckpt: str | Path, out: str | Path, half: bool = True) -> Path:
+def export_text_encoder(ckpt: str | Path, out: str | Path, half: bool = True,
+                        centre_on: list[str] | None = None) -> Path:  # fmt: skip
     """Write the text network of encoder checkpoint ``ckpt`` alone (in float16 by default), as
     the package ships it: no image side, optimiser or trainer state; ``CharCNNEncoder`` loads
-    it as it loads ``ckpt``."""
+    it as it loads ``ckpt`` (``ckpt`` may itself be such an export).
+
+    ``centre_on``: captions whose mean embedding is subtracted from the output layer's bias, so
+    the exported encoder's embeddings are centred on them. DS-SJE leaves a direction shared by
+    all captions nearly unconstrained, and it dominates the raw cosine of two captions; centring
+    removes it without changing zero-shot rankings (each image's class scores all shift by the
+    same amount) or anything a GAN can learn (every t2igan model first applies a Linear layer to
+    the embedding, whose bias absorbs the shift). Text -> image retrieval scores do change.
+    """
     src, class_path = read_checkpoint(ckpt, "text encoder checkpoint", "")
-    state = {k: (v.half() if half and v.is_floating_point() else v).clone()
+    state = {k: v.float().clone() if v.is_floating_point() else v.clone()
              for k, v in src["state_dict"].items() if k.startswith("text_net.")}  # fmt: skip
     hp = {k: v for k, v in src["hyper_parameters"].items() if k in _NET_HPARAMS}
+    extra = {}
+    if centre_on:
+        net, _ = load_text_net(ckpt)
+        net.float()
+        with torch.no_grad():
+            mean = torch.cat([net(encode_text(centre_on[a : a + 256],
+                                              lowercase=hp.get("lowercase", True)))
+                              for a in range(0, len(centre_on), 256)]).mean(0)  # fmt: skip
+        state["text_net.proj.bias"] = state["text_net.proj.bias"] - mean
+        extra["centred_on_captions"] = len(centre_on)
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     from t2igan.callbacks.checkpoint import AtomicCheckpointIO  # write, fsync, rename
 
     out = Path(out)
     AtomicCheckpointIO().save_checkpoint(
         {"state_dict": state, "hyper_parameters": hp, "t2igan": {"class_path": class_path},
-         "exported_from": str(ckpt)}, out,
+         "exported_from": src.get("exported_from", str(ckpt)), "export": extra}, out,
     )  # fmt: skip
     return out
 
