@@ -23,6 +23,9 @@ first hundreds of batches), or ``--image-ckpt``. Scores on the 256 held-out test
 * ``completion``: beak and tail given (their true positions), the fraction of birds whose
   other visible parts lie on average within 0.05 of the image side of the truth; the baseline
   is G_k with nothing given.
+* ``regression``: with ``--regression-minutes``, the baseline that tells a port fault from the
+  GAN's: G_k's own network (same widths, switches and optimiser) trained to predict the real
+  keypoints (mean squared error) instead of fooling D_k, then scored as G_k.
 * ``body``: held-out body colour accuracy (:func:`t2igan.metrics.read_birds`) of images drawn
   from G_k's keypoints and from the true keypoints (the same noise).
 
@@ -50,6 +53,7 @@ from t2igan.data.contract import CUB_PARTS
 from t2igan.data.synthetic import _layout, keypoints
 from t2igan.metrics import read_birds
 from t2igan.models import GAWWNKeypointGenerator, GAWWNKeypoints
+from t2igan.models.gawwn_keypoints import KeypointGeneratorNet, switch_units
 
 BEAK, TAIL = CUB_PARTS.index("beak"), CUB_PARTS.index("tail")
 
@@ -114,8 +118,35 @@ def fit(model, dm, minutes: float, out: Path, name: str) -> dict:
     start = time.monotonic()
     trainer.fit(model, datamodule=dm)
     trainer.save_checkpoint(out / f"{name}.ckpt")
+    last = {k.split("/")[1]: round(float(v), 3) for k, v in trainer.callback_metrics.items()
+            if k in ("train/d_real", "train/d_fake")}  # D's mean scores, last batch  # fmt: skip
     return {"minutes": round((time.monotonic() - start) / 60, 1),
-            "epochs": trainer.current_epoch, "batches": trainer.global_step // 2}  # fmt: skip
+            "epochs": trainer.current_epoch, "batches": trainer.global_step // 2, **last}  # fmt: skip
+
+
+@torch.enable_grad()
+def regression_baseline(dm: T2IDataModule, kg: GAWWNKeypointGenerator, minutes: float):
+    """G_k's network (``kg``'s sizes, switches and Adam settings) trained for ``minutes`` by
+    mean squared error to the real keypoints (invisible rows zero) instead of by D_k."""
+    h = kg.hparams
+    net = KeypointGeneratorNet(h.z_dim, h.text_dim, h.ngf, h.num_parts)
+    opt = torch.optim.Adam(net.parameters(), lr=h.lr, betas=(h.beta1, h.beta2))
+    start, batches = time.monotonic(), 0
+    while time.monotonic() - start < minutes * 60:
+        for batch in dm.train_dataloader():
+            real = batch["keypoints"] * (batch["keypoints"][..., 2:3] > 0.01)
+            drawn = net(torch.randn(len(real), h.z_dim), batch["text_emb"].float(),
+                        switch_units(real, kg.keep_prob))  # fmt: skip
+            loss = torch.nn.functional.mse_loss(drawn, real)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            batches += 1
+            if time.monotonic() - start >= minutes * 60:
+                break
+    print(json.dumps({"model": "regression baseline", "batches": batches,
+                      "last_mse": round(float(loss), 5)}), flush=True)  # fmt: skip
+    return net.eval()
 
 
 @torch.no_grad()
@@ -127,8 +158,14 @@ def main() -> None:
     parser.add_argument("--kg-width", type=int, default=128, help="G_k's ngf = ndf (authors': 128)")
     parser.add_argument("--kg-keep-prob", type=float, default=0.1,
                         help="G_k's switch-unit keep probability in training (authors': 0.1)")  # fmt: skip
+    parser.add_argument("--kg-d-noise", type=float, default=0.0,
+                        help="G_k's opt-in instance noise on D_k's inputs (paper: 0)")  # fmt: skip
     parser.add_argument("--kg-ckpt", default=None, help="score this G_k instead of training")
     parser.add_argument("--image-ckpt", default=None, help="this image model, not training")
+    parser.add_argument("--regression-minutes", type=float, default=0,
+                        help="also train and score the regression baseline for this long")  # fmt: skip
+    parser.add_argument("--skip-images", action="store_true",
+                        help="score the keypoints only (no image model, no figures)")  # fmt: skip
     parser.add_argument("--out", default="runs/bench_gawwn_kg")
     a = parser.parse_args()
     out = Path(a.out)
@@ -140,12 +177,12 @@ def main() -> None:
         run = {"ckpt": a.kg_ckpt}
     else:
         kg = GAWWNKeypointGenerator(text_dim=kg_dm.text_dim, image_size=64, ngf=a.kg_width,
-                                    ndf=a.kg_width, keep_prob=a.kg_keep_prob,
+                                    ndf=a.kg_width, keep_prob=a.kg_keep_prob, d_noise=a.kg_d_noise,
                                     text_encoder=kg_dm.text_encoder_spec)  # fmt: skip
         with torch.enable_grad():
             run = fit(kg, kg_dm, a.kg_minutes, out, "kg")
-    print(json.dumps({"model": "G_k", "width": kg.hparams.ngf, "keep_prob": kg.keep_prob, **run}),
-          flush=True)  # fmt: skip
+    print(json.dumps({"model": "G_k", "width": kg.hparams.ngf, "keep_prob": kg.keep_prob,
+                      "d_noise": kg.hparams.get("d_noise", 0.0), **run}), flush=True)  # fmt: skip
     kg.eval()
 
     # held-out test birds: first caption's embedding, true keypoints, body colour
@@ -168,7 +205,16 @@ def main() -> None:
         "completion_beak_tail_given": completion(completed, truth.numpy()),  # given: exact
         "completion_nothing_given": completion(drawn, truth.numpy()),
     }
+    if a.regression_minutes:
+        net = regression_baseline(kg_dm, kg, a.regression_minutes)
+        reg_drawn = net(noise, text, torch.zeros_like(truth)).numpy()
+        result["plausible_regression"] = plausibility(reg_drawn, ref)
+        result["completion_regression_beak_tail_given"] = completion(
+            net(noise, text, given).numpy(), truth.numpy()
+        )
     print(json.dumps(result), flush=True)
+    if a.skip_images:
+        return
 
     # end to end: images from G_k's keypoints and from the true keypoints
     if a.image_ckpt:

@@ -406,3 +406,17 @@ def test_resume_after_a_crash_is_exact(kg_dm, tmp_path):
     resumed = fit(tmp_path / "b", ckpt_path=tmp_path / "b" / "checkpoints" / "last.ckpt")
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_instance_noise_reaches_d_only_when_asked():
+    """``d_noise`` (opt-in, paper 0) perturbs what D_k judges in training; 0 leaves it exact,
+    and a negative value is refused."""
+    from t2igan.models import GAWWNKeypointGenerator
+
+    kp, text = torch.rand(4, 15, 3), torch.randn(4, 8)
+    plain = GAWWNKeypointGenerator(text_dim=8, ngf=4, ndf=4).eval()
+    torch.testing.assert_close(plain._judge(kp, text), plain.discriminator(kp, text))
+    noisy = GAWWNKeypointGenerator(text_dim=8, ngf=4, ndf=4, d_noise=0.5).eval()
+    assert not torch.allclose(noisy._judge(kp, text), noisy.discriminator(kp, text))
+    with pytest.raises(ValueError, match="d_noise is a standard deviation"):
+        GAWWNKeypointGenerator(text_dim=8, d_noise=-1)

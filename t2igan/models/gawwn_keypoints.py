@@ -145,6 +145,11 @@ class GAWWNKeypointGenerator(TextToImageModel):
         lr_decay_every: the learning rate decays at the start of epochs ``lr_decay_every``,
             ``2 lr_decay_every``, ... counted from 1 (authors' code: 100).
         lr_decay: learning-rate factor at each decay (authors' code: 0.5).
+        d_noise: standard deviation of Gaussian noise added to every keypoint set D_k sees,
+            real and drawn, in training (instance noise; not the paper's, which has 0). Real
+            layouts lie on a low-dimensional set with exact values (visibility exactly 0 or 1,
+            invisible parts exactly at 0) that sigmoid outputs never reach, so without noise D_k
+            can separate them exactly and G_k learns nothing (docs/gawwn.md).
         text_encoder: set by the CLI from the data module (how captions were embedded).
     """
 
@@ -164,12 +169,15 @@ class GAWWNKeypointGenerator(TextToImageModel):
         beta2: float = 0.999,
         lr_decay_every: int = 100,
         lr_decay: float = 0.5,
+        d_noise: float = 0.0,
         text_encoder: dict | None = None,
     ) -> None:
         super().__init__(text_dim=text_dim, image_size=image_size, z_dim=z_dim,
                          text_encoder=text_encoder)  # fmt: skip
         if not 0 <= keep_prob <= 1:
             raise ValueError(f"keep_prob is a probability in [0, 1], got {keep_prob}")
+        if d_noise < 0:
+            raise ValueError(f"d_noise is a standard deviation (>= 0), got {d_noise}")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.num_parts = num_parts
@@ -217,6 +225,12 @@ class GAWWNKeypointGenerator(TextToImageModel):
         # Real keypoints for D: invisible rows zeroed (the contract has them so already).
         return kp * (kp[..., 2:3] > 0.01), batch["text_emb"].float()
 
+    def _judge(self, keypoints: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """D_k's logits in training, through the opt-in instance noise ``d_noise``."""
+        if self.hparams.d_noise > 0:
+            keypoints = keypoints + self.hparams.d_noise * torch.randn_like(keypoints)
+        return self.discriminator(keypoints, text)
+
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt_d, opt_g = self.optimizers()
         real, text = self._real(batch)
@@ -224,15 +238,15 @@ class GAWWNKeypointGenerator(TextToImageModel):
         given = switch_units(real.cpu(), self.keep_prob).to(real)  # CPU RNG: same on any device
         with self.toggled_optimizer(opt_d):
             fake = self.generator(noise, text, given).detach()
-            real_logits = self.discriminator(real, text)
-            fake_logits = self.discriminator(fake, text)
+            real_logits = self._judge(real, text)
+            fake_logits = self._judge(fake, text)
             d_loss = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
             require_finite(self, "train/d_loss", d_loss, batch_idx)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             opt_d.step()
         with self.toggled_optimizer(opt_g):
-            g_loss = bce(self.discriminator(self.generator(noise, text, given), text), 1.0)
+            g_loss = bce(self._judge(self.generator(noise, text, given), text), 1.0)
             require_finite(self, "train/g_loss", g_loss, batch_idx)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(g_loss)
