@@ -134,9 +134,8 @@ def regression_baseline(dm: T2IDataModule, kg: GAWWNKeypointGenerator, minutes: 
     start, batches = time.monotonic(), 0
     while time.monotonic() - start < minutes * 60:
         for batch in dm.train_dataloader():
-            real = batch["keypoints"] * (batch["keypoints"][..., 2:3] > 0.01)
-            drawn = net(torch.randn(len(real), h.z_dim), batch["text_emb"].float(),
-                        switch_units(real, kg.keep_prob))  # fmt: skip
+            real, text = kg._real(batch)  # what D_k sees: invisible rows zero
+            drawn = net(torch.randn(len(real), h.z_dim), text, switch_units(real, kg.keep_prob))
             loss = torch.nn.functional.mse_loss(drawn, real)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,7 +181,7 @@ def main() -> None:
         with torch.enable_grad():
             run = fit(kg, kg_dm, a.kg_minutes, out, "kg")
     print(json.dumps({"model": "G_k", "width": kg.hparams.ngf, "keep_prob": kg.keep_prob,
-                      "d_noise": kg.hparams.get("d_noise", 0.0), **run}), flush=True)  # fmt: skip
+                      "d_noise": kg.hparams.d_noise, **run}), flush=True)  # fmt: skip
     kg.eval()
 
     # held-out test birds: first caption's embedding, true keypoints, body colour
