@@ -312,6 +312,7 @@ class GeneratedKeypointsGrid(FixedInputFigure):
         for caption, text in zip(f["captions"], f["text_emb"]):
             kp = drawable(kg.complete(text.expand(n, -1), f["noise"])).cpu()
             grid.append(draw_location(torch.zeros(n, 3, side, side), "keypoints", kp))
+            caption = caption.rstrip(". ")  # the label goes on with ": ..."
             labels.append(f"{caption}: keypoints drawn")
             if image_model is not None:
                 same = image_model.z_dim == kg.z_dim
