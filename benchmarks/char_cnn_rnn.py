@@ -40,8 +40,8 @@ def main() -> None:
                         "training captions, where the package ships it (t2igan/assets/: the "
                         "quickstart's t2igan:synthetic_birds)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (on the shared 2-core machine, 2 threads ran a step up "
-                        "to 80x slower than 1 while other jobs held the cores)")  # fmt: skip
+                   help="torch threads: alone on the 2-core machine 2 ran 1.5x the iterations "
+                        "of 1, but up to 80x slower than 1 while other jobs held the cores")  # fmt: skip
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     minutes = int(a.minutes * 60)
