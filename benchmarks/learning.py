@@ -30,7 +30,7 @@ from t2igan.models import GANINTCLS, TextToImageModel
 
 
 @torch.no_grad()
-def held_out_scores(model: TextToImageModel, dm: T2IDataModule, split: str = "test") -> dict:
+def split_scores(model: TextToImageModel, dm: T2IDataModule, split: str = "test") -> dict:
     """caption_acc on the whole ``split`` (test: the held-out combinations), one sample per image
     (with the conditioning the model takes beyond text, e.g. alignDRAW's word ids)."""
     metric = CaptionAccuracy()
@@ -71,7 +71,7 @@ class Report(L.Callback):
             "minutes": round((time.time() - self.start) / 60, 1),
             "epoch": trainer.current_epoch,
             "images_per_s": round(self.images / max(self.train_seconds, 1e-9), 1),
-            **held_out_scores(pl_module, self.dm),
+            **split_scores(pl_module, self.dm),
         }
         self.rows.append(row)
         print(json.dumps(row), flush=True)
@@ -112,7 +112,7 @@ def main() -> None:
     if a.ckpt:
         model = GANINTCLS.load_from_checkpoint(a.ckpt, weights_only=True).eval()
         for split in ("test", "val"):
-            print(f"{split}:", json.dumps(held_out_scores(model, dm, split)))
+            print(f"{split}:", json.dumps(split_scores(model, dm, split)))
         return
     model = GANINTCLS(text_dim=dm.text_dim, image_size=a.image_size, ngf=a.width, ndf=a.width,
                       text_encoder=dm.text_encoder_spec)  # fmt: skip
@@ -133,7 +133,7 @@ def main() -> None:
     print("held-out caption_acc by attribute (chance: colours 0.125, background 0.25, "
           "facing/size 0.5):", {k: final[k] for k in ATTRIBUTES if k in final})  # fmt: skip
     print("seen (body, head) pairs, validation split:",
-          json.dumps(held_out_scores(model.eval(), dm, "val")))  # fmt: skip
+          json.dumps(split_scores(model.eval(), dm, "val")))  # fmt: skip
 
 
 if __name__ == "__main__":
