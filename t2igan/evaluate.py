@@ -57,12 +57,16 @@ class Scorer:
         inception_weights: Inception-v3 file for is, fid and kid (real datasets).
         clip_model: CLIP folder for clip_score.
         encoders: the encoder pair of r_precision.
+        is_inception: StackGAN's fine-tuned Inception, converted
+            (:mod:`t2igan.metrics.stackgan_inception`): is is then its score (StackGAN's
+            birds and flowers tables), not the ImageNet Inception's.
         bird_classifier: on synthetic birds, FID and KID use this classifier's features
             instead of Inception's, and caption_acc is read by it as well as by the parser.
     """
 
     def __init__(self, metrics, protocol, inception_weights=None, clip_model=None,
-                 encoders: EncoderPair | None = None, bird_classifier=None) -> None:  # fmt: skip
+                 encoders: EncoderPair | None = None, bird_classifier=None,
+                 is_inception=None) -> None:  # fmt: skip
         from torchmetrics.image import (
             FrechetInceptionDistance,
             InceptionScore,
@@ -79,6 +83,16 @@ class Scorer:
         self.readings: dict[str, list] = {"parser": [], "classifier": [], "true": [], "named": []}
         wanted = set(metrics)
         features = logits = None
+        if "is" in wanted and is_inception is not None:
+            from t2igan.metrics.stackgan_inception import StackGANInception
+
+            wanted.discard("is")  # not the ImageNet Inception's
+            try:
+                net = StackGANInception(is_inception)
+                self.metrics["is"] = InceptionScore(feature=net, splits=protocol.is_splits)
+                self.weights["is_inception"] = sha256(is_inception)
+            except MissingWeightsError as err:
+                self.skipped["is"] = str(err)
         if self.classifier is not None and wanted & {"fid", "kid"}:
             from t2igan.metrics.bird_classifier import ClassifierFeatures
 
@@ -266,6 +280,10 @@ def evaluate(argv: list[str]) -> dict:
                    help="generated images (default: the protocol's; another number is recorded "
                    "as a departure from it)")  # fmt: skip
     p.add_argument("--inception-weights", default=None, help="Inception-v3 .pth for is/fid/kid")
+    p.add_argument("--is-inception", default=None,
+                   help="StackGAN's fine-tuned Inception for is on birds and flowers, converted "
+                   "by `python -m t2igan.metrics.stackgan_inception` (default: the ImageNet "
+                   "Inception of --inception-weights)")  # fmt: skip
     p.add_argument("--clip-model", default=None, help="CLIP model folder for clip_score")
     p.add_argument("--damsm-text-encoder", default=None, help="AttnGAN's text_encoder*.pth")
     p.add_argument("--damsm-image-encoder", default=None, help="AttnGAN's image_encoder*.pth")
@@ -316,7 +334,7 @@ def evaluate(argv: list[str]) -> dict:
         except MissingWeightsError as err:
             missing = str(err)
     scorer = Scorer(a.metrics, protocol, a.inception_weights, a.clip_model, encoders,
-                    bird_classifier=classifier)  # fmt: skip
+                    bird_classifier=classifier, is_inception=a.is_inception)  # fmt: skip
     if missing:
         scorer.skipped["r_precision"] = missing
     if encoders is not None:

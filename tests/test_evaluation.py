@@ -455,3 +455,32 @@ def test_r_precision_falls_back_to_a_ds_sje_checkpoint(tiny_run, quick_classifie
                   "--sje-ckpt", sje_ckpt, "--out", str(out)])  # fmt: skip
         err = capsys.readouterr().err.splitlines()
         assert first in err[0], err
+
+
+def test_evaluate_scores_is_with_stackgans_fine_tuned_inception(tiny_run, quick_classifier,
+                                                                tmp_path, capsys):  # fmt: skip
+    """``--is-inception``: IS from the converted StackGAN network (random weights here: the
+    plumbing, not a score), recorded by its hash; the ImageNet Inception is then not needed."""
+    from t2igan.metrics.stackgan_inception import EMA, checkpoint_names, convert
+
+    from .stackgan_inception_reference import reference_weights
+
+    weights = reference_weights(checkpoint_names(21))  # flowers: 20 classes + background
+    path = tmp_path / "flowers_inception.pt"
+    torch.save(convert({n + EMA: v for n, v in weights.items()}), path)
+    ckpt, out = str(tiny_run / "checkpoints" / "last.ckpt"), tmp_path / "scores.json"
+    main(["evaluate", "--ckpt", ckpt, "--metrics", "is", "caption_acc", "--num-samples", "20",
+          "--is-inception", str(path), "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["skipped"] == {}
+    assert result["weights_sha256"]["is_inception"] == sha256(path)
+    assert "inception" not in result["weights_sha256"]
+    assert 1.0 <= result["scores"]["is"]["mean"] <= 20.0  # at most the number of classes
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        main(["evaluate", "--ckpt", ckpt, "--metrics", "is", "--num-samples", "20",
+              "--is-inception", str(tmp_path / "none.pt"), "--out", str(out)])  # fmt: skip
+    assert exit.value.code == 1
+    err = capsys.readouterr().err.splitlines()[0]
+    assert err.startswith("t2igan evaluate: is skipped: --is-inception ") and "none.pt" in err
+    assert "StackGAN-inception-model" in err

@@ -27,6 +27,7 @@ class ImageMetrics(L.Callback):
         metrics: names of :data:`t2igan.evaluate.METRICS`.
         inception_weights: Inception-v3 file for is, fid and kid on real datasets.
         clip_model: CLIP model folder for clip_score.
+        is_inception: StackGAN's fine-tuned Inception (converted) for is on birds and flowers.
         batch_size: images per sampling batch.
     """
 
@@ -37,6 +38,7 @@ class ImageMetrics(L.Callback):
         metrics: tuple[str, ...] = ("fid", "kid", "caption_acc"),
         inception_weights: str | None = None,
         clip_model: str | None = None,
+        is_inception: str | None = None,
         batch_size: int = 64,
     ) -> None:
         from t2igan.evaluate import METRICS
@@ -52,6 +54,7 @@ class ImageMetrics(L.Callback):
         self.metrics = tuple(metrics)
         self.inception_weights = inception_weights
         self.clip_model = clip_model
+        self.is_inception = is_inception
         self.batch_size = batch_size
         self.warned = False
 
@@ -67,7 +70,7 @@ class ImageMetrics(L.Callback):
 
             classifier, _ = load_or_train(dm.root, dm.reader.seed)
         scorer = Scorer(self.metrics, protocol, self.inception_weights, self.clip_model,
-                        bird_classifier=classifier)  # fmt: skip
+                        bird_classifier=classifier, is_inception=self.is_inception)  # fmt: skip
         if scorer.skipped and not self.warned:
             for name, why in scorer.skipped.items():
                 warn(trainer.state.fn or "fit", f"ImageMetrics skips {name}: {why}")

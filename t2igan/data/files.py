@@ -215,3 +215,19 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
                     "longer running)", tmp, pid)  # fmt: skip
         removed.append(tmp)
     return removed
+
+
+def save_atomic(obj, path: Path) -> Path:
+    """``torch.save(obj)`` to ``path`` through ``.<name>.<pid>.tmp`` beside it and a rename, so
+    a killed write leaves the old file or none, never half a file."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -16,13 +16,13 @@ reading is safe; docs/evaluation.md says how far they agree.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2igan.data.files import save_atomic
 from t2igan.data.synthetic import ATTRIBUTES, BACKGROUNDS, PALETTE, SyntheticBirds
 
 #: Classes of each attribute, in :data:`~t2igan.data.synthetic.ATTRIBUTES` order.
@@ -137,10 +137,7 @@ def classifier_path(root: str | Path, seed: int = 0) -> Path:
 
 def save_classifier(net: BirdClassifier, path: Path) -> None:
     """Write ``net``'s weights to ``path`` atomically (a killed run leaves no half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(net.state_dict(), tmp)
-    os.replace(tmp, path)
+    save_atomic(net.state_dict(), path)
 
 
 def load_or_train(root: str | Path, seed: int = 0) -> tuple[BirdClassifier, Path]:
