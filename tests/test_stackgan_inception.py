@@ -87,13 +87,23 @@ def test_resize_follows_pils_bilinear(size):
     assert np.abs(got - want).max() <= 1.0 + 1e-3
 
 
-def test_inception_score_runs_on_it(converted):
+def test_inception_score_with_it_is_one_for_one_repeated_image(converted, reference):
+    """One image repeated: every prediction equals the marginal, so IS is exactly 1; the two
+    reference images, whose class predictions differ, score above 1."""
     from torchmetrics.image import InceptionScore
 
-    metric = InceptionScore(feature=sgi.StackGANInception(converted), splits=2)
-    metric.update(torch.randint(0, 256, (6, 3, 64, 64), dtype=torch.uint8))
-    mean, std = metric.compute()
-    assert float(mean) >= 1.0 and torch.isfinite(std)
+    _, _, pred = reference
+    net = sgi.StackGANInception(converted)
+    images = torch.from_numpy(reference_images()).permute(0, 3, 1, 2)
+    same = InceptionScore(feature=net, splits=1)
+    same.update(images[:1].repeat(4, 1, 1, 1))
+    assert float(same.compute()[0]) == pytest.approx(1.0, abs=1e-5)
+    mixed = InceptionScore(feature=net, splits=1)
+    mixed.update(images.repeat(2, 1, 1, 1))
+    p = torch.from_numpy(pred).double()  # the TF graph's softmax, IS of the same 4 images
+    want = torch.exp((p * (p.log() - p.mean(0).log())).sum(1).mean()).item()
+    assert want > 1.0001
+    assert float(mixed.compute()[0]) == pytest.approx(want, rel=1e-4)
 
 
 def test_conversion_errors_name_what_is_wrong(reference):

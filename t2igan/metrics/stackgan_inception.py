@@ -18,12 +18,17 @@ What the conversion follows (StackGAN-inception-model's ``inception_score.py`` a
   torchvision's ``BasicConv2d``; conv weights go HWIO -> OIHW, the two Linear layers transposed;
 * slim's average pools in the mixed blocks pad ``SAME`` and average the unpadded cells only
   (torchvision's count the padding): a pre-hook on each ``branch_pool`` rescales by the number of
-  cells, which makes the torchvision network give the TF graph's logits (``tests/test_evaluation``
-  checks them against logits the TF graph computed);
+  cells, which makes the torchvision network give the TF graph's logits
+  (``tests/test_stackgan_inception.py`` checks them against logits the TF graph computed);
 * the last layer has the classes + 1 outputs of the inception trainer (51 for birds, 21 for
   flowers); output 0 is its unused background class, which the score drops *before* the softmax;
 * images are resized to 299 x 299 with bilinear, antialiased filtering (``scipy.misc.imresize``,
-  that is PIL's bilinear on uint8 images) and scaled to [-1, 1].
+  that is PIL's bilinear on uint8 images; here torch's antialiased bilinear, within one grey
+  level of PIL's) and scaled to [-1, 1].
+
+Deviation from the authors' ``inception_score.py``: the score itself is torchmetrics'
+``InceptionScore`` (every image kept, sample standard deviation of the splits), where their
+script drops the last partial batch of 64 and reports the population standard deviation.
 """
 
 from __future__ import annotations
@@ -245,9 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     a = parser.parse_args(argv)
     try:
         data = convert(read_tf_checkpoint(a.checkpoint), source=str(a.checkpoint))
+        save_atomic(data, Path(a.out))
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f"{parser.prog}: {err}")
-    save_atomic(data, Path(a.out))
+    except KeyboardInterrupt:  # save_atomic leaves no half file
+        sys.exit(f"{parser.prog}: interrupted, {a.out} not written")
     print(f"wrote {a.out} ({data['num_outputs'] - 1} classes + background)")
 
 
