@@ -3,10 +3,10 @@ were asked to, and do they still show their captions' colours? With a GAN-INT-CL
 the same time (which ignores location) as the baseline.
 
     python benchmarks/gawwn.py --model box --minutes 45 [--no-d-head-norm]
-    python benchmarks/gawwn.py --model keypoints --minutes 45 [--no-d-head-norm]
+    python benchmarks/gawwn.py --model keypoints --minutes 45 [--no-d-head-norm] [--map-size 16]
     python benchmarks/gawwn.py --model gan_int_cls --minutes 45
 
-Synthetic birds at 64 x 64 (8 x 8 maps), 3,000 training images, the hashing text encoder,
+Synthetic birds at 64 x 64 (8 x 8 maps; ``--map-size 16``: 16 x 16 keypoint maps), 3,000 training images, the hashing text encoder,
 batch 16, 4 captions averaged, load size 76 with random crops and flips. For every image of the
 held-out test split (its (body, head) colour pairs are never trained on), one sample is drawn
 with that image's box or keypoints (centre view) and the mean of 4 of its captions (picked with
@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--root", default="data")
     parser.add_argument("--no-d-head-norm", action="store_true",
                         help="GAWWN without the BatchNorm1d of D's head (opt-in, not the authors')")  # fmt: skip
+    parser.add_argument("--map-size", type=int, default=None,
+                        help="keypoint maps' side (default 8, the authors' image_size // 8; 16 is opt-in)")  # fmt: skip
     parser.add_argument("--ckpt", default=None, help="score this checkpoint instead of training")
     a = parser.parse_args()
     L.seed_everything(0)
@@ -115,9 +117,15 @@ def main() -> None:
     dm.setup("fit")
     cls = {"box": GAWWNBox, "keypoints": GAWWNKeypoints, "gan_int_cls": GANINTCLS}[a.model]
     extra = {"d_head_norm": False} if a.no_d_head_norm and cls is not GANINTCLS else {}
+    if a.map_size:
+        if cls is not GAWWNKeypoints:
+            parser.error("--map-size is for --model keypoints")
+        extra["map_size"] = a.map_size
     model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width,
                 text_encoder=dm.text_encoder_spec, **extra)  # fmt: skip
-    out = Path(f"runs/bench_gawwn_{a.model}" + ("_no_head_norm" if extra else ""))
+    tag = "_no_head_norm" if "d_head_norm" in extra else ""
+    tag += f"_m{a.map_size}" if a.map_size else ""
+    out = Path(f"runs/bench_gawwn_{a.model}{tag}")
     out.mkdir(parents=True, exist_ok=True)
     if a.ckpt:
         model = cls.load_from_checkpoint(a.ckpt, map_location="cpu", weights_only=True)

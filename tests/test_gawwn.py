@@ -141,6 +141,27 @@ def test_parameter_counts_equal_the_authors_torch_networks():
     # the opt-in head without BatchNorm1d (not the authors'): only that layer goes
     plain = GAWWNBox(d_head_norm=False).discriminator
     assert n(plain) == box_d - bn(128) and not isinstance(plain.head[1], torch.nn.BatchNorm1d)
+    # main_mhp.lua's fineSize = 64 with 16 x 16 maps: G's 64 x 64 stage (ConvT 256 -> 128 + BN)
+    # goes and its last ConvT starts from 256; D's second convolution (ndf -> ndf) goes
+    small = GAWWNKeypoints(image_size=64, map_size=16)
+    g64 = kp_g - conv(256, 128, 4) - bn(128) - conv(128, 3, 4) + conv(256, 3, 4)
+    assert (n(small.generator), n(small.discriminator)) == (g64, kp_d - conv(128, 128, 4))
+
+
+@pytest.mark.parametrize("map_size", [None, 16])
+def test_keypoint_model_at_64_pixels_with_8_or_16_maps(map_size):
+    model = GAWWNKeypoints(text_dim=8, image_size=64, ngf=8, ndf=8, map_size=map_size).eval()
+    kp = _keypoints()
+    assert model.condition(kp).shape == (2, 15, map_size or 8, map_size or 8)
+    fake = model.sample(torch.randn(2, 8), model.sample_noise(2), keypoints=kp)
+    assert fake.shape == (2, 3, 64, 64)
+    assert model.discriminate(fake, torch.randn(2, 8), keypoints=kp).shape == (2,)
+
+
+@pytest.mark.parametrize("image_size, map_size", [(128, 8), (128, 32), (64, 32), (64, 4)])
+def test_map_size_must_be_an_eighth_or_a_quarter_of_the_image(image_size, map_size):
+    with pytest.raises(ValueError, match=f"map_size {map_size} with image_size {image_size}"):
+        GAWWNKeypoints(image_size=image_size, map_size=map_size)
 
 
 def _box(n=2):

@@ -123,13 +123,22 @@ def keypoint_mask(maps: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------- building blocks
-def _map_size(image_size: int) -> int:
+def _map_size(image_size: int, map_size: int | None = None) -> int:
+    """M for an image size: ``image_size // 8``, or ``map_size`` when given: 8 or 16, one eighth
+    or one quarter of the image side (16 x 16 maps at 64 x 64: ``main_mhp.lua``'s
+    ``fineSize=64``)."""
     if image_size not in (64, 128):
         raise ValueError(
             f"GAWWN draws 128 x 128 images (the paper's, M = 16 maps) or 64 x 64 (M = 8), got "
             f"image_size {image_size}: set --data.image_size 128 or 64"
         )
-    return image_size // 8
+    m = map_size or image_size // 8
+    if m not in (8, 16) or image_size // m not in (4, 8):
+        raise ValueError(
+            f"map_size {map_size} with image_size {image_size}: the maps are 8 x 8 or 16 x 16 and "
+            f"one eighth or one quarter of the image side (128: 16; 64: 8 or 16)"
+        )
+    return m
 
 
 def _widths(widths: tuple[int, int, int], m: int) -> list[int]:
@@ -189,11 +198,11 @@ class Bottleneck(nn.Module):
         return x + self.branch(x)
 
 
-def _to_image(c_in: int, widths: list[int]) -> nn.Sequential:
+def _to_image(c_in: int, widths: list[int], ratio: int = 8) -> nn.Sequential:
     """Stride-2 ConvT + BN + ReLU through ``widths``, then a stride-2 ConvT to RGB and Tanh:
-    M x M -> 8 M."""
+    M x M -> 8 M (``ratio`` 4: the last of ``widths`` dropped, M x M -> 4 M)."""
     layers: list[nn.Module] = []
-    for c in widths:
+    for c in widths[: len(widths) - (ratio == 4)]:
         layers += [nn.ConvTranspose2d(c_in, c, 4, 2, 1), *_bn_act(c, "relu")]
         c_in = c
     return nn.Sequential(*layers, nn.ConvTranspose2d(c_in, 3, 4, 2, 1), nn.Tanh())
@@ -204,11 +213,12 @@ def _spread(v: torch.Tensor, m: int) -> torch.Tensor:
     return v[:, :, None, None].expand(-1, -1, m, m)
 
 
-def image_features(ndf: int, act: str = "leaky_relu") -> nn.Sequential:
-    """``imgGlobalD``: (B, 3, 8M, 8M) -> (B, 2 ndf, M, M), shared by D's two pathways."""
+def image_features(ndf: int, act: str = "leaky_relu", ratio: int = 8) -> nn.Sequential:
+    """``imgGlobalD``: (B, 3, 8M, 8M) -> (B, 2 ndf, M, M), shared by D's two pathways
+    (``ratio`` 4: from 4M x 4M, the second ndf -> ndf convolution dropped)."""
+    second = [nn.Conv2d(ndf, ndf, 4, 2, 1), _act(act)] if ratio == 8 else []
     return nn.Sequential(
-        nn.Conv2d(3, ndf, 4, 2, 1), _act(act),
-        nn.Conv2d(ndf, ndf, 4, 2, 1), _act(act),
+        nn.Conv2d(3, ndf, 4, 2, 1), _act(act), *second,
         nn.Conv2d(ndf, 2 * ndf, 4, 2, 1), *_bn_act(2 * ndf, act),
         nn.Conv2d(2 * ndf, 2 * ndf, 3, 1, 1), *_bn_act(2 * ndf, act),
     )  # fmt: skip
@@ -220,10 +230,10 @@ class _Discriminator(nn.Module):
     ``act`` is every activation of D (the authors': LeakyReLU 0.2; their MHP script: ELU)."""
 
     def __init__(self, text_dim: int, proj_dim: int, ndf: int, m: int, head_norm: bool = True,
-                 act: str = "leaky_relu"):  # fmt: skip
+                 act: str = "leaky_relu", ratio: int = 8):  # fmt: skip
         super().__init__()
         self.m, self.act = m, act
-        self.image = image_features(ndf, act)
+        self.image = image_features(ndf, act, ratio)
         self.project = nn.Sequential(nn.Linear(text_dim, proj_dim), _act(act))
         # convGlobalD after the trunk: M x M -> 4 x 4
         self.global_image = nn.Sequential(
@@ -353,17 +363,18 @@ class KeypointGenerator(nn.Module):
         ngf: width (authors': 128).
         num_parts: K, keypoint maps (CUB: 15).
         image_size: 128 (M = 16) or 64 (M = 8).
+        map_size: M, unset for ``image_size // 8``, or 16 at 64 x 64 (see GAWWNKeypoints).
         variant: ``cub`` (``main_cub_keypoints.lua``) or ``mhp`` (``main_mhp.lua``: the local
             pathway's Linear has no BatchNorm and ReLU, and a residual bottleneck and ReLU
             follow its 3x3 deconvolution).
     """
 
     def __init__(self, z_dim=100, text_dim=1024, ngf=128, num_parts=15, image_size=128,
-                 variant: str = "cub") -> None:  # fmt: skip
+                 variant: str = "cub", map_size: int | None = None) -> None:  # fmt: skip
         super().__init__()
         if variant not in G_VARIANTS:
             raise ValueError(f"unknown generator variant {variant!r}; choose cub or mhp")
-        self.m = m = _map_size(image_size)
+        self.m = m = _map_size(image_size, map_size)
         self.prep_noise = nn.Linear(z_dim, 4 * ngf)  # noise_txt: one module, both pathways
         self.prep_text = nn.Linear(text_dim, 4 * ngf)
         vec = [nn.BatchNorm1d(4 * ngf), nn.ReLU()] if variant == "cub" else []
@@ -382,11 +393,12 @@ class KeypointGenerator(nn.Module):
         self.merge = nn.Sequential(
             nn.ConvTranspose2d(5 * ngf + num_parts, 4 * ngf, 3, 1, 1), *_bn_act(4 * ngf, "relu"),
             nn.ConvTranspose2d(4 * ngf, 4 * ngf, 3, 1, 1), nn.BatchNorm2d(4 * ngf),
-            Bottleneck(4 * ngf), nn.ReLU(), *_to_image(4 * ngf, [2 * ngf, ngf]),
+            Bottleneck(4 * ngf), nn.ReLU(),
+            *_to_image(4 * ngf, [2 * ngf, ngf], image_size // m),
         )  # fmt: skip
 
     def forward(self, z: torch.Tensor, text_emb: torch.Tensor, maps: torch.Tensor):
-        """(B, z_dim), (B, text_dim), (B, K, M, M) one-hot maps -> (B, 3, 8M, 8M)."""
+        """(B, z_dim), (B, text_dim), (B, K, M, M) one-hot maps -> (B, 3, S, S)."""
         nt = F.relu(torch.cat([self.prep_noise(z), self.prep_text(text_emb)], 1))  # (B, 8 ngf)
         local = _spread(self.local_vec(nt), self.m) * keypoint_mask(maps)  # gating
         local = self.local_out(local)  # (B, 4 ngf, M, M)
@@ -404,15 +416,17 @@ class KeypointDiscriminator(_Discriminator):
         ndf: width (authors' script: 128).
         num_parts: K (CUB: 15).
         image_size: 128 (M = 16) or 64 (M = 8).
+        map_size: M, unset for ``image_size // 8``, or 16 at 64 x 64 (see GAWWNKeypoints).
         head_norm: BatchNorm1d in the head, as the authors' code (see ``GAWWNBox``).
         activation: ``leaky_relu`` (0.2; the CUB script) or ``elu`` (the MHP script).
         dropout: Dropout after the global pathway's vector (the MHP script: 0.2; CUB: none).
     """
 
     def __init__(self, text_dim=1024, proj_dim=128, ndf=128, num_parts=15, image_size=128,
-                 head_norm=True, activation: str = "leaky_relu", dropout: float = 0.0):  # fmt: skip
-        m = _map_size(image_size)
-        super().__init__(text_dim, proj_dim, ndf, m, head_norm, activation)
+                 head_norm=True, activation: str = "leaky_relu", dropout: float = 0.0,
+                 map_size: int | None = None):  # fmt: skip
+        m = _map_size(image_size, map_size)
+        super().__init__(text_dim, proj_dim, ndf, m, head_norm, activation, image_size // m)
         self.local_in = nn.Sequential(nn.Conv2d(2 * ndf + proj_dim, 2 * ndf, 3, 1, 1),
                                       *_bn_act(2 * ndf, activation))  # fmt: skip
         self.local = self.local_tail(2 * ndf + num_parts, ndf)
@@ -565,6 +579,10 @@ class GAWWNKeypoints(_GAWWN):
         fake_score_threshold: D is updated only while the running mean of D(fake) (decay 0.99,
             updated in D's and in G's step, from 0.5) is above this (MHP script: 0.2; CUB: 0,
             always). Its loss is computed either way, as in the Lua code.
+        map_size: M, the keypoint maps' side: unset, ``image_size // 8`` (16 at 128, the
+            paper's; 8 at 64, ``main_cub_keypoints.lua`` with ``keypoint_dim=8``). 16 at 64 x 64
+            is ``main_mhp.lua``'s ``fineSize=64`` network (a map cell of 4 px instead of 8): G's
+            last upsampling stage (ngf) and D's second convolution (ndf -> ndf) dropped.
     """
 
     __doc__ += _TRAINING_ARGS
@@ -584,6 +602,7 @@ class GAWWNKeypoints(_GAWWN):
         d_dropout: float = 0.0,
         fake_score_threshold: float = 0.0,
         d_head_norm: bool = True,
+        map_size: int | None = None,
         cls_weight: float = 0.5,
         lr: float = 2e-4,
         beta1: float = 0.5,
@@ -600,15 +619,15 @@ class GAWWNKeypoints(_GAWWN):
         )  # fmt: skip
         self.save_hyperparameters()
         self.num_parts = num_parts
+        self.map_size = _map_size(image_size, map_size)
         self.fake_score_threshold = fake_score_threshold
         if fake_score_threshold > 0:  # the Lua tracker, kept in checkpoints for exact resume
             self.register_buffer("fake_score", torch.tensor(0.5))
         self.set_networks(
-            KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size, g_variant),
-            KeypointDiscriminator(
-                text_dim, proj_dim, ndf, num_parts, image_size, d_head_norm, d_activation, d_dropout
-            ),  # fmt: skip
-        )
+            KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size, g_variant, map_size),
+            KeypointDiscriminator(text_dim, proj_dim, ndf, num_parts, image_size, d_head_norm,
+                                  d_activation, d_dropout, map_size),
+        )  # fmt: skip
 
     def track_fake_score(self, fake_logits: torch.Tensor) -> None:
         """``fake_score = 0.99 fake_score + 0.01 mean D(fake)``, as ``main_mhp.lua``."""
@@ -629,4 +648,4 @@ class GAWWNKeypoints(_GAWWN):
                 f"keypoints must be (B, {self.num_parts}, 3) normalised (x, y, visible), got "
                 f"shape {tuple(where.shape)}"
             )
-        return keypoint_maps(where, _map_size(self.image_size))
+        return keypoint_maps(where, self.map_size)
