@@ -107,6 +107,8 @@ def main() -> None:
                         help="GAWWN without the BatchNorm1d of D's head (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--map-size", type=int, default=None,
                         help="keypoint maps' side (default 8, the authors' image_size // 8; 16 is opt-in)")  # fmt: skip
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="sample from an EMA of G with this decay (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--ckpt", default=None, help="score this checkpoint instead of training")
     a = parser.parse_args()
     L.seed_everything(0)
@@ -121,10 +123,13 @@ def main() -> None:
         if cls is not GAWWNKeypoints:
             parser.error("--map-size is for --model keypoints")
         extra["map_size"] = a.map_size
+    if a.ema_decay:
+        extra["ema_decay"] = a.ema_decay
     model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width,
                 text_encoder=dm.text_encoder_spec, **extra)  # fmt: skip
     tag = "_no_head_norm" if "d_head_norm" in extra else ""
     tag += f"_m{a.map_size}" if a.map_size else ""
+    tag += f"_ema{a.ema_decay:g}" if a.ema_decay else ""
     out = Path(f"runs/bench_gawwn_{a.model}{tag}")
     out.mkdir(parents=True, exist_ok=True)
     if a.ckpt:
