@@ -125,8 +125,11 @@ def main() -> None:
         extra["map_size"] = a.map_size
     if a.ema_decay:
         extra["ema_decay"] = a.ema_decay
-    model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width,
-                text_encoder=dm.text_encoder_spec, **extra)  # fmt: skip
+    try:
+        model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width,
+                    text_encoder=dm.text_encoder_spec, **extra)  # fmt: skip
+    except ValueError as e:  # a bad --map-size or --ema-decay: one line, not a traceback
+        parser.error(str(e))
     tag = "_no_head_norm" if "d_head_norm" in extra else ""
     tag += f"_m{a.map_size}" if a.map_size else ""
     tag += f"_ema{a.ema_decay:g}" if a.ema_decay else ""

@@ -202,7 +202,7 @@ def _to_image(c_in: int, widths: list[int], ratio: int = 8) -> nn.Sequential:
     """Stride-2 ConvT + BN + ReLU through ``widths``, then a stride-2 ConvT to RGB and Tanh:
     M x M -> 8 M (``ratio`` 4: the last of ``widths`` dropped, M x M -> 4 M)."""
     layers: list[nn.Module] = []
-    for c in widths[: len(widths) - (ratio == 4)]:
+    for c in widths if ratio == 8 else widths[:-1]:
         layers += [nn.ConvTranspose2d(c_in, c, 4, 2, 1), *_bn_act(c, "relu")]
         c_in = c
     return nn.Sequential(*layers, nn.ConvTranspose2d(c_in, 3, 4, 2, 1), nn.Tanh())
@@ -624,9 +624,10 @@ class GAWWNKeypoints(_GAWWN):
         if fake_score_threshold > 0:  # the Lua tracker, kept in checkpoints for exact resume
             self.register_buffer("fake_score", torch.tensor(0.5))
         self.set_networks(
-            KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size, g_variant, map_size),
+            KeypointGenerator(z_dim, text_dim, ngf, num_parts, image_size, g_variant,
+                              self.map_size),
             KeypointDiscriminator(text_dim, proj_dim, ndf, num_parts, image_size, d_head_norm,
-                                  d_activation, d_dropout, map_size),
+                                  d_activation, d_dropout, self.map_size),
         )  # fmt: skip
 
     def track_fake_score(self, fake_logits: torch.Tensor) -> None:
