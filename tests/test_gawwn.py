@@ -19,7 +19,14 @@ from t2igan.data.contract import CUB_PARTS
 from t2igan.data.synthetic import make_example
 from t2igan.metrics import box_iou, read_bird_layout
 from t2igan.models import GANINTCLS, GAWWNBox, GAWWNKeypoints
-from t2igan.models.gawwn import box_theta, crop_box, keypoint_maps, keypoint_mask, paste_box
+from t2igan.models.gawwn import (
+    box_theta,
+    crop_box,
+    keypoint_maps,
+    keypoint_mask,
+    paste_box,
+    wrong_location,
+)
 
 from .conftest import ROOT, SHARED_DATA, tiny_datamodule
 
@@ -79,6 +86,41 @@ def test_keypoint_maps_hand_made_example():
     assert torch.equal(maps, expected)
     mask = keypoint_mask(maps)
     assert mask.shape == (1, 1, 4, 4) and mask.sum() == 3 and mask.max() == 1
+
+
+def test_soft_keypoint_maps_hand_made_example():
+    kp = torch.tensor([[[0.3, 0.5, 1.0],  # grid position (0.3 * 4, 0.5 * 4) = (1.2, 2), from 1
+                        [1.0, 0.0, 1.0],  # a corner: all weight in the corner cell
+                        [0.6, 0.6, 0.0]]])  # invisible  # fmt: skip
+    maps = keypoint_maps(kp, 4, soft=True)
+    expected = torch.zeros(1, 3, 4, 4)
+    # column 1.2 (1-based) -> 0-based 0.2: 0.8 on column 0, 0.2 on column 1; row 2 -> index 1
+    expected[0, 0, 1, 0], expected[0, 0, 1, 1] = 0.8, 0.2
+    expected[0, 1, 0, 3] = 1
+    assert torch.allclose(maps, expected, atol=1e-6)
+    # the largest weight sits in the one-hot cell; each visible part weighs 1
+    hard = keypoint_maps(kp, 4)
+    assert torch.equal(maps[0, :2].flatten(1).argmax(1), hard[0, :2].flatten(1).argmax(1))
+    assert torch.allclose(maps.sum((2, 3)), torch.tensor([[1.0, 1.0, 0.0]]))
+
+
+def test_soft_maps_model_takes_positions_inside_a_cell():
+    model = GAWWNKeypoints(text_dim=16, soft_maps=True, **TINY).eval()
+    kp = _keypoints()
+    moved = kp.clone()
+    moved[:, CUB_PARTS.index("beak"), 0] -= 0.03  # x 8: 6.4 -> 6.16, the same cell
+    assert torch.equal(keypoint_maps(kp, 8), keypoint_maps(moved, 8))
+    assert not torch.equal(model.condition(kp), model.condition(moved))
+    text, noise = torch.randn(2, 16), model.sample_noise(2)
+    assert not torch.allclose(model.sample(text, noise, keypoints=kp),
+                              model.sample(text, noise, keypoints=moved))  # fmt: skip
+
+
+def test_wrong_location_pairs_every_image_with_another_ones():
+    where = torch.arange(5.0)[:, None].expand(5, 4)
+    wrong = wrong_location(where)
+    assert sorted(wrong[:, 0].tolist()) == where[:, 0].tolist()
+    assert (wrong[:, 0] != where[:, 0]).all()
 
 
 # ---------------------------------------------------------------------------- the models
@@ -216,6 +258,28 @@ def test_training_steps_on_synthetic_birds(cls, data_root):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.generator.parameters()))
     assert {"train/d_real", "train/d_wrong"} <= set(trainer.callback_metrics)
     assert "val/d_fake" in trainer.validate(model, datamodule=dm, verbose=False)[0]
+
+
+@pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
+def test_wrong_location_term_is_opt_in(cls):
+    batch = {"images": torch.rand(4, 3, 64, 64) * 2 - 1, "text_emb": torch.randn(4, 16),
+             "boxes": torch.tensor([[0.1, 0.1, 0.5, 0.5]]).repeat(4, 1), "keypoints": _keypoints(4)}  # fmt: skip
+    batch["boxes"][:, 0] = torch.tensor([0.0, 0.1, 0.3, 0.5])
+    batch["keypoints"][:, :, 0] *= torch.tensor([1.0, 0.5, 0.25, 0.1])[:, None]
+    plain = cls(text_dim=16, **TINY)
+    torch.manual_seed(0)
+    loss, logs = plain.discriminator_loss(batch)
+    assert "train/d_wrong_location" not in logs
+    with_term = cls(text_dim=16, wrong_location_weight=0.5, **TINY)
+    with_term.load_state_dict(plain.state_dict())
+    torch.manual_seed(0)
+    loss2, logs2 = with_term.discriminator_loss(batch)
+    # the same terms, plus 0.5 BCE(D(real, t, rolled location), 0)
+    text, where = with_term._inputs(batch)
+    misplaced = with_term.discriminator(batch["images"], text, wrong_location(where))
+    extra = 0.5 * torch.nn.functional.softplus(misplaced).mean()
+    assert "train/d_wrong_location" in logs2
+    assert loss2.item() == pytest.approx(loss.item() + extra.item(), rel=1e-4)
 
 
 def test_flip_moves_a_left_keypoint_to_the_right(data_root):

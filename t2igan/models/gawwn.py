@@ -102,18 +102,43 @@ def paste_box(maps: torch.Tensor, boxes: torch.Tensor, size: int | None = None) 
     return _warp(maps, invert_theta(box_theta(boxes)), size or maps.shape[-1])
 
 
-def keypoint_maps(keypoints: torch.Tensor, size: int) -> torch.Tensor:
+def keypoint_maps(keypoints: torch.Tensor, size: int, soft: bool = False) -> torch.Tensor:
     """One-hot part maps (B, K, size, size) of normalised keypoints (B, K, 3) = (x, y, visible):
     a visible part (visibility > :data:`VISIBLE`) sets the one cell at column
     ``min(size, max(1, round(x size)))`` and row ``... round(y size)`` counted from 1, as the Lua
     loader does (so a part on the image border lands in the border cell); invisible parts leave
-    their map empty."""
+    their map empty.
+
+    ``soft`` (opt-in, not the authors'): the part's unit weight is split bilinearly between the
+    four cells around its position on the same grid (column ``x size`` counted from 1, clamped to
+    the border cells), so the maps say where inside its cell a part is; the largest weight is
+    in the one-hot cell."""
+    if soft:
+        return _soft_keypoint_maps(keypoints, size)
     b, k, _ = keypoints.shape
     cell = torch.floor(keypoints[..., :2].float() * size + 0.5).clamp(1, size).long() - 1
     visible = keypoints[..., 2] > VISIBLE  # (B, K)
     maps = torch.zeros(b, k, size * size, device=keypoints.device)
     flat = cell[..., 1] * size + cell[..., 0]  # (B, K) row-major cell index
     maps.scatter_(2, flat[..., None], visible[..., None].float())
+    return maps.view(b, k, size, size)
+
+
+def _soft_keypoint_maps(keypoints: torch.Tensor, size: int) -> torch.Tensor:
+    b, k, _ = keypoints.shape
+    pos = (keypoints[..., :2].float() * size - 1).clamp(0, size - 1)  # 0-based cell, continuous
+    lo = pos.floor().clamp(max=size - 2)
+    frac = pos - lo  # (B, K, 2)
+    wx = torch.stack([1 - frac[..., 0], frac[..., 0]], -1)  # (B, K, 2): columns lo, lo + 1
+    wy = torch.stack([1 - frac[..., 1], frac[..., 1]], -1)
+    visible = (keypoints[..., 2] > VISIBLE).float()[..., None, None]
+    weights = wy[..., :, None] * wx[..., None, :] * visible  # (B, K, 2 rows, 2 columns)
+    lo = lo.long()
+    rows = lo[..., 1, None] + torch.arange(2, device=keypoints.device)  # (B, K, 2)
+    cols = lo[..., 0, None] + torch.arange(2, device=keypoints.device)
+    flat = (rows[..., :, None] * size + cols[..., None, :]).flatten(2)  # (B, K, 4)
+    maps = torch.zeros(b, k, size * size, device=keypoints.device)
+    maps.scatter_add_(2, flat, weights.flatten(2))
     return maps.view(b, k, size, size)
 
 
@@ -442,6 +467,14 @@ class KeypointDiscriminator(_Discriminator):
         return self.score(region, glob)
 
 
+def wrong_location(where: torch.Tensor) -> torch.Tensor:
+    """The batch's locations (boxes or keypoint maps) rolled by one: every real image is paired
+    with another image's location, a mismatch D learns to reject like the wrong text (opt-in
+    ``wrong_location_weight``; not in the paper or the authors' code). Rolling, not shuffling,
+    so no image keeps its own location."""
+    return where.roll(1, 0)
+
+
 # ------------------------------------------------------------------------------ models
 class _GAWWN(TextToImageGAN):
     """GAN-CLS training with the authors' wrong text, shared by both GAWWN models. A subclass
@@ -477,8 +510,12 @@ class _GAWWN(TextToImageGAN):
         self.track_fake_score(fake_logits)
         w = self.hparams.cls_weight
         loss = bce(real, 1.0) + w * bce(wrong, 0.0) + (1 - w) * bce(fake_logits, 0.0)
-        logs = {f"train/d_{k}": torch.sigmoid(v.float()).mean()
-                for k, v in (("real", real), ("wrong", wrong), ("fake", fake_logits))}  # fmt: skip
+        scores = [("real", real), ("wrong", wrong), ("fake", fake_logits)]
+        if self.hparams.wrong_location_weight > 0:  # opt-in, not the authors'
+            misplaced = self.discriminator(batch["images"], text, wrong_location(where))
+            loss = loss + self.hparams.wrong_location_weight * bce(misplaced, 0.0)
+            scores.append(("wrong_location", misplaced))
+        logs = {f"train/d_{k}": torch.sigmoid(v.float()).mean() for k, v in scores}
         return loss, logs
 
     def generator_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -496,6 +533,9 @@ _TRAINING_ARGS = """
             (not in the paper, opt-in) drops it.
         cls_weight: weight of the wrong-text term in D's loss; the fake term gets
             ``1 - cls_weight`` (authors': 0.5).
+        wrong_location_weight: if above 0, D's loss adds this times ``BCE(D(x, another
+            image's location, t), 0)``: real images with a mismatched location as negatives
+            (not in the paper or the authors' code: 0, off).
         lr: Adam learning rate for G and D.
         beta1: Adam beta1.
         beta2: Adam beta2.
@@ -534,6 +574,7 @@ class GAWWNBox(_GAWWN):
         ndf: int = 128,
         d_head_norm: bool = True,
         cls_weight: float = 0.5,
+        wrong_location_weight: float = 0.0,
         lr: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
@@ -583,6 +624,9 @@ class GAWWNKeypoints(_GAWWN):
             paper's; 8 at 64, ``main_cub_keypoints.lua`` with ``keypoint_dim=8``). 16 at 64 x 64
             is ``main_mhp.lua``'s ``fineSize=64`` network (a map cell of 4 px instead of 8): G's
             last upsampling stage (ngf) and D's second convolution (ndf -> ndf) dropped.
+        soft_maps: split each part bilinearly between the four cells around it instead of the
+            one-hot cell (:func:`keypoint_maps`; not the authors': False), so the maps carry
+            sub-cell positions.
     """
 
     __doc__ += _TRAINING_ARGS
@@ -603,7 +647,9 @@ class GAWWNKeypoints(_GAWWN):
         fake_score_threshold: float = 0.0,
         d_head_norm: bool = True,
         map_size: int | None = None,
+        soft_maps: bool = False,
         cls_weight: float = 0.5,
+        wrong_location_weight: float = 0.0,
         lr: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
@@ -620,6 +666,7 @@ class GAWWNKeypoints(_GAWWN):
         self.save_hyperparameters()
         self.num_parts = num_parts
         self.map_size = _map_size(image_size, map_size)
+        self.soft_maps = soft_maps
         self.fake_score_threshold = fake_score_threshold
         if fake_score_threshold > 0:  # the Lua tracker, kept in checkpoints for exact resume
             self.register_buffer("fake_score", torch.tensor(0.5))
@@ -649,4 +696,4 @@ class GAWWNKeypoints(_GAWWN):
                 f"keypoints must be (B, {self.num_parts}, 3) normalised (x, y, visible), got "
                 f"shape {tuple(where.shape)}"
             )
-        return keypoint_maps(where, self.map_size)
+        return keypoint_maps(where, self.map_size, self.soft_maps)
