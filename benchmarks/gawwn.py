@@ -4,7 +4,8 @@ the same time (which ignores location) as the baseline.
 
     python benchmarks/gawwn.py --model box --minutes 45 [--no-d-head-norm]
     python benchmarks/gawwn.py --model keypoints --minutes 45 [--no-d-head-norm] [--map-size 16]
-        [--ema-decay 0.995] [--wrong-location-weight 0.5] [--soft-maps]
+        [--ema-decay 0.995] [--wrong-location-weight 0.5] [--shifted-location-weight 0.5]
+        [--soft-maps]
     python benchmarks/gawwn.py --model gan_int_cls --minutes 45
 
 Synthetic birds at 64 x 64 (8 x 8 maps; ``--map-size 16``: 16 x 16 keypoint maps), 3,000 training images, the hashing text encoder,
@@ -112,6 +113,8 @@ def main() -> None:
                         help="sample from an EMA of G with this decay (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--wrong-location-weight", type=float, default=None,
                         help="D also rejects real images given another image's location (opt-in, not the authors')")  # fmt: skip
+    parser.add_argument("--shifted-location-weight", type=float, default=None,
+                        help="D also rejects real images given their own location moved by 0.15 (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--soft-maps", action="store_true",
                         help="keypoint maps split bilinearly between cells (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--ckpt", default=None, help="score this checkpoint instead of training")
@@ -134,10 +137,11 @@ def main() -> None:
         if cls is not GAWWNKeypoints:
             parser.error("--soft-maps is for --model keypoints")
         extra["soft_maps"] = True
-    if a.wrong_location_weight:
-        if cls is GANINTCLS:
-            parser.error("--wrong-location-weight is for the GAWWN models")
-        extra["wrong_location_weight"] = a.wrong_location_weight
+    for flag in ("wrong_location_weight", "shifted_location_weight"):
+        if getattr(a, flag):
+            if cls is GANINTCLS:
+                parser.error(f"--{flag.replace('_', '-')} is for the GAWWN models")
+            extra[flag] = getattr(a, flag)
     try:
         model = cls(text_dim=dm.text_dim, image_size=64, ngf=a.width, ndf=a.width,
                     text_encoder=dm.text_encoder_spec, **extra)  # fmt: skip
@@ -147,6 +151,7 @@ def main() -> None:
     tag += f"_m{a.map_size}" if a.map_size else ""
     tag += f"_ema{a.ema_decay:g}" if a.ema_decay else ""
     tag += f"_wl{a.wrong_location_weight:g}" if a.wrong_location_weight else ""
+    tag += f"_sl{a.shifted_location_weight:g}" if a.shifted_location_weight else ""
     tag += "_soft" if a.soft_maps else ""
     out = Path(f"runs/bench_gawwn_{a.model}{tag}")
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from t2igan.models.gawwn import (
     keypoint_maps,
     keypoint_mask,
     paste_box,
+    shifted_location,
     wrong_location,
 )
 
@@ -121,6 +122,27 @@ def test_wrong_location_pairs_every_image_with_another_ones():
     wrong = wrong_location(where)
     assert sorted(wrong[:, 0].tolist()) == where[:, 0].tolist()
     assert (wrong[:, 0] != where[:, 0]).all()
+
+
+def test_shifted_location_moves_each_layout_by_the_distance():
+    torch.manual_seed(0)
+    boxes = torch.tensor([[0.1, 0.2, 0.5, 0.4], [0.3, 0.3, 0.2, 0.2], [0.0, 0.0, 1.0, 1.0]])
+    moved = shifted_location(boxes, 0.15)
+    assert torch.equal(moved[:, 2:], boxes[:, 2:])  # sizes kept
+    assert torch.allclose((moved[:, :2] - boxes[:, :2]).norm(dim=1), torch.full((3,), 0.15))
+    # keypoints: all parts of a bird move by one step; off the image -> invisible
+    kp = torch.zeros(64, 15, 3)
+    kp[:, 0] = torch.tensor([0.5, 0.5, 1.0])
+    kp[:, 1] = torch.tensor([0.95, 0.5, 1.0])  # 0.15 to the right leaves the image
+    kp[:, 2] = torch.tensor([0.4, 0.6, 0.0])  # invisible stays invisible
+    moved = shifted_location(kp, 0.15)
+    step = moved[:, 0, :2] - kp[:, 0, :2]
+    assert torch.allclose(step.norm(dim=1), torch.full((64,), 0.15))
+    assert torch.allclose(moved[:, 1, :2] - kp[:, 1, :2], step, atol=1e-6)
+    assert torch.equal(moved[:, 0, 2], torch.ones(64))
+    assert torch.equal(moved[:, 1, 2], (moved[:, 1, 0] <= 1).float())
+    assert 0 < moved[:, 1, 2].sum() < 64  # random directions: some stay inside, some leave
+    assert torch.equal(moved[:, 2, 2], torch.zeros(64))
 
 
 # ---------------------------------------------------------------------------- the models
@@ -261,7 +283,8 @@ def test_training_steps_on_synthetic_birds(cls, data_root):
 
 
 @pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
-def test_wrong_location_term_is_opt_in(cls):
+@pytest.mark.parametrize("term", ["wrong_location", "shifted_location"])
+def test_location_negatives_are_opt_in(cls, term):
     batch = {"images": torch.rand(4, 3, 64, 64) * 2 - 1, "text_emb": torch.randn(4, 16),
              "boxes": torch.tensor([[0.1, 0.1, 0.5, 0.5]]).repeat(4, 1), "keypoints": _keypoints(4)}  # fmt: skip
     batch["boxes"][:, 0] = torch.tensor([0.0, 0.1, 0.3, 0.5])
@@ -269,17 +292,39 @@ def test_wrong_location_term_is_opt_in(cls):
     plain = cls(text_dim=16, **TINY)
     torch.manual_seed(0)
     loss, logs = plain.discriminator_loss(batch)
-    assert "train/d_wrong_location" not in logs
-    with_term = cls(text_dim=16, wrong_location_weight=0.5, **TINY)
+    assert not any("location" in k for k in logs)
+    with_term = cls(text_dim=16, **{f"{term}_weight": 0.5}, **TINY)
     with_term.load_state_dict(plain.state_dict())
     torch.manual_seed(0)
     loss2, logs2 = with_term.discriminator_loss(batch)
-    # the same terms, plus 0.5 BCE(D(real, t, rolled location), 0)
-    text, where = with_term._inputs(batch)
-    misplaced = with_term.discriminator(batch["images"], text, wrong_location(where))
+    assert {k for k in logs2 if "location" in k} == {f"train/d_{term}"}
+    # the same terms, plus 0.5 BCE(D(real, t, the negative location), 0)
+    torch.manual_seed(0)
+    with_term.sample_noise(4), torch.randperm(4)  # the draws made before the negative's
+    where = batch[cls.takes[1]]
+    if term == "wrong_location":
+        negative = wrong_location(with_term.condition(where))
+    else:
+        negative = with_term.condition(shifted_location(where))
+    misplaced = with_term.discriminator(batch["images"], batch["text_emb"], negative)
     extra = 0.5 * torch.nn.functional.softplus(misplaced).mean()
-    assert "train/d_wrong_location" in logs2
     assert loss2.item() == pytest.approx(loss.item() + extra.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
+@pytest.mark.parametrize("weight", [{"wrong_location_weight": -0.5},
+                                    {"shifted_location_weight": -1.0}, {"cls_weight": 1.5}])  # fmt: skip
+def test_a_weight_out_of_range_is_named(cls, weight):
+    with pytest.raises(ValueError, match=next(iter(weight))):
+        cls(text_dim=16, **weight, **TINY)
+
+
+def test_a_batch_of_one_gets_no_wrong_location_term():
+    batch = {"images": torch.rand(1, 3, 64, 64) * 2 - 1, "text_emb": torch.randn(1, 16),
+             "boxes": torch.tensor([[0.1, 0.1, 0.5, 0.5]]), "keypoints": _keypoints(1)}  # fmt: skip
+    model = GAWWNBox(text_dim=16, wrong_location_weight=0.5, **TINY).eval()
+    _, logs = model.discriminator_loss(batch)  # rolling one image would keep its own box
+    assert "train/d_wrong_location" not in logs
 
 
 def test_flip_moves_a_left_keypoint_to_the_right(data_root):
