@@ -5,7 +5,7 @@ the same time (which ignores location) as the baseline.
     python benchmarks/gawwn.py --model box --minutes 45 [--no-d-head-norm]
     python benchmarks/gawwn.py --model keypoints --minutes 45 [--no-d-head-norm] [--map-size 16]
         [--ema-decay 0.995] [--wrong-location-weight 0.5] [--shifted-location-weight 0.5]
-        [--soft-maps]
+        [--mirrored-location-weight 0.5] [--soft-maps]
     python benchmarks/gawwn.py --model gan_int_cls --minutes 45
 
 Synthetic birds at 64 x 64 (8 x 8 maps; ``--map-size 16``: 16 x 16 keypoint maps), 3,000 training images, the hashing text encoder,
@@ -115,6 +115,8 @@ def main() -> None:
                         help="D also rejects real images given another image's location (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--shifted-location-weight", type=float, default=None,
                         help="D also rejects real images given their own location moved by 0.15 (opt-in, not the authors')")  # fmt: skip
+    parser.add_argument("--mirrored-location-weight", type=float, default=None,
+                        help="D also rejects real images given their own keypoints mirrored, the bird facing the other way (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--soft-maps", action="store_true",
                         help="keypoint maps split bilinearly between cells (opt-in, not the authors')")  # fmt: skip
     parser.add_argument("--ckpt", default=None, help="score this checkpoint instead of training")
@@ -133,10 +135,11 @@ def main() -> None:
         extra["map_size"] = a.map_size
     if a.ema_decay:
         extra["ema_decay"] = a.ema_decay
-    if a.soft_maps:
-        if cls is not GAWWNKeypoints:
-            parser.error("--soft-maps is for --model keypoints")
-        extra["soft_maps"] = True
+    for flag in ("soft_maps", "mirrored_location_weight"):
+        if getattr(a, flag):
+            if cls is not GAWWNKeypoints:
+                parser.error(f"--{flag.replace('_', '-')} is for --model keypoints")
+            extra[flag] = getattr(a, flag)
     for flag in ("wrong_location_weight", "shifted_location_weight"):
         if getattr(a, flag):
             if cls is GANINTCLS:
@@ -152,6 +155,7 @@ def main() -> None:
     tag += f"_ema{a.ema_decay:g}" if a.ema_decay else ""
     tag += f"_wl{a.wrong_location_weight:g}" if a.wrong_location_weight else ""
     tag += f"_sl{a.shifted_location_weight:g}" if a.shifted_location_weight else ""
+    tag += f"_ml{a.mirrored_location_weight:g}" if a.mirrored_location_weight else ""
     tag += "_soft" if a.soft_maps else ""
     out = Path(f"runs/bench_gawwn_{a.model}{tag}")
     out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from t2igan.models.gawwn import (
     crop_box,
     keypoint_maps,
     keypoint_mask,
+    mirrored_location,
     paste_box,
     shifted_location,
     wrong_location,
@@ -282,8 +283,44 @@ def test_training_steps_on_synthetic_birds(cls, data_root):
     assert "val/d_fake" in trainer.validate(model, datamodule=dm, verbose=False)[0]
 
 
-@pytest.mark.parametrize("cls", [GAWWNBox, GAWWNKeypoints])
-@pytest.mark.parametrize("term", ["wrong_location", "shifted_location"])
+def test_mirrored_location_faces_the_bird_the_other_way():
+    from t2igan.data.dataset import flip_permutation
+
+    kp = torch.zeros(2, 15, 3)
+    left_eye, right_eye = CUB_PARTS.index("left eye"), CUB_PARTS.index("right eye")
+    kp[:, CUB_PARTS.index("beak")] = torch.tensor([0.7, 0.3, 1.0])
+    kp[:, CUB_PARTS.index("tail")] = torch.tensor([0.3, 0.6, 1.0])
+    kp[:, right_eye] = torch.tensor([0.65, 0.25, 1.0])
+    kp[:, CUB_PARTS.index("back")] = torch.tensor([0.9, 0.9, 0.0])  # invisible: not in the centre
+    kp[1, CUB_PARTS.index("tail")] = torch.tensor([0.05, 0.6, 1.0])  # centre 0.4667: beak -> 0.233
+    out = mirrored_location(kp, flip_permutation(CUB_PARTS))
+    # centre of the visible x (0.7, 0.3, 0.65) is 0.55: beak 0.7 -> 0.4, tail 0.3 -> 0.8
+    assert out[0, CUB_PARTS.index("beak")].tolist() == pytest.approx([0.4, 0.3, 1.0])
+    assert out[0, CUB_PARTS.index("tail")].tolist() == pytest.approx([0.8, 0.6, 1.0])
+    assert out[0, left_eye].tolist() == pytest.approx([0.45, 0.25, 1.0])  # right eye -> left
+    assert out[0, right_eye, 2] == 0
+    assert out[1, CUB_PARTS.index("tail")].tolist() == pytest.approx([0.8833, 0.6, 1.0], abs=1e-4)
+    # a part mirrored off the image becomes invisible
+    kp[0, CUB_PARTS.index("crown")] = torch.tensor([0.02, 0.1, 1.0])
+    kp[0, CUB_PARTS.index("nape")] = torch.tensor([0.98, 0.1, 1.0])
+    kp[0, CUB_PARTS.index("tail")] = torch.tensor([0.98, 0.6, 1.0])
+    out = mirrored_location(kp[:1], flip_permutation(CUB_PARTS))
+    # centre (0.7 + 0.98 + 0.65 + 0.02 + 0.98) / 5 = 0.666: crown -> 1.312, nape -> 0.352
+    assert out[0, CUB_PARTS.index("crown")].tolist() == pytest.approx([1.312, 0.1, 0.0])
+    assert out[0, CUB_PARTS.index("nape")].tolist() == pytest.approx([0.352, 0.1, 1.0])
+
+
+def test_mirrored_location_needs_known_part_names():
+    with pytest.raises(ValueError, match="mirrored_location_weight needs sided part names"):
+        GAWWNKeypoints(text_dim=16, num_parts=7, mirrored_location_weight=0.5, **TINY)
+
+
+@pytest.mark.parametrize(
+    "cls, term",
+    [(GAWWNBox, "wrong_location"), (GAWWNKeypoints, "wrong_location"),
+     (GAWWNBox, "shifted_location"), (GAWWNKeypoints, "shifted_location"),
+     (GAWWNKeypoints, "mirrored_location")],
+)  # fmt: skip
 def test_location_negatives_are_opt_in(cls, term):
     batch = {"images": torch.rand(4, 3, 64, 64) * 2 - 1, "text_emb": torch.randn(4, 16),
              "boxes": torch.tensor([[0.1, 0.1, 0.5, 0.5]]).repeat(4, 1), "keypoints": _keypoints(4)}  # fmt: skip
@@ -304,8 +341,10 @@ def test_location_negatives_are_opt_in(cls, term):
     where = batch[cls.takes[1]]
     if term == "wrong_location":
         negative = wrong_location(with_term.condition(where))
-    else:
+    elif term == "shifted_location":
         negative = with_term.condition(shifted_location(where))
+    else:
+        negative = with_term.condition(mirrored_location(where, with_term.swap))
     misplaced = with_term.discriminator(batch["images"], batch["text_emb"], negative)
     extra = 0.5 * torch.nn.functional.softplus(misplaced).mean()
     assert loss2.item() == pytest.approx(loss.item() + extra.item(), rel=1e-4)

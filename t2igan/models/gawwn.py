@@ -57,11 +57,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from t2igan.data.contract import CUB_PARTS
+from t2igan.data.dataset import flip_permutation
+from t2igan.data.mpii import MPII_PARTS
 from t2igan.losses import bce
 from t2igan.models.base import TextToImageGAN
 
 #: Keypoints with visibility above this are drawn into the maps (the Lua loader's threshold).
 VISIBLE = 0.1
+_PART_NAMES = {len(CUB_PARTS): CUB_PARTS, len(MPII_PARTS): MPII_PARTS}  # by K, for mirroring
 #: Smallest box side (fraction of the image) the transform divides by; a data box the random crop
 #: cut to nothing would otherwise make the paste transform infinite.
 _MIN_SIDE = 1e-3
@@ -495,6 +499,20 @@ def shifted_location(where: torch.Tensor, distance: float = SHIFT) -> torch.Tens
     return torch.cat([moved, (where[..., 2] * inside)[..., None]], -1)
 
 
+def mirrored_location(keypoints: torch.Tensor, swap: list[int]) -> torch.Tensor:
+    """Each bird's own keypoints (B, K, 3) mirrored about the mean x of its visible parts, with
+    left and right parts swapped (``swap``, :func:`t2igan.data.dataset.flip_permutation`): the
+    same bird in the same place, facing the other way. Real images with it are negatives for
+    the opt-in ``mirrored_location_weight`` (not in the paper or the authors' code); a part
+    mirrored off the image becomes invisible."""
+    visible = (keypoints[..., 2] > VISIBLE).float()
+    centre = (keypoints[..., 0] * visible).sum(1) / visible.sum(1).clamp(min=1)  # (B,)
+    out = keypoints[:, swap].clone()
+    out[..., 0] = 2 * centre[:, None] - out[..., 0]
+    out[..., 2] *= ((out[..., 0] >= 0) & (out[..., 0] <= 1)).float()
+    return out
+
+
 # ------------------------------------------------------------------------------ models
 class _GAWWN(TextToImageGAN):
     """GAN-CLS training with the authors' wrong text, shared by both GAWWN models. A subclass
@@ -507,8 +525,12 @@ class _GAWWN(TextToImageGAN):
         """A weight out of range is an error, not silently off."""
         if not 0 <= self.hparams.cls_weight <= 1:
             raise ValueError(f"cls_weight must be in [0, 1], got {self.hparams.cls_weight}")
-        for name in ("wrong_location_weight", "shifted_location_weight"):
-            if self.hparams[name] < 0:
+        for name in (
+            "wrong_location_weight",
+            "shifted_location_weight",
+            "mirrored_location_weight",
+        ):
+            if self.hparams.get(name, 0) < 0:
                 raise ValueError(
                     f"{name} must be >= 0 (0 turns its term off), got {self.hparams[name]}"
                 )
@@ -518,6 +540,13 @@ class _GAWWN(TextToImageGAN):
 
     def track_fake_score(self, fake_logits: torch.Tensor) -> None:
         """Follow D's scores of fakes (only the MHP setting of :class:`GAWWNKeypoints` does)."""
+
+    def near_misses(self, where: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The real images' own locations changed, by term name, for the opt-in terms whose
+        weight is above 0."""
+        if self.hparams.shifted_location_weight > 0:
+            return {"shifted_location": shifted_location(where)}
+        return {}
 
     def generate(self, generator, text_emb, noise, **conditioning):
         return generator(noise, text_emb, self.condition(conditioning[self.takes[1]]))
@@ -546,11 +575,11 @@ class _GAWWN(TextToImageGAN):
             misplaced = self.discriminator(images, text, wrong_location(where))
             loss = loss + self.hparams.wrong_location_weight * bce(misplaced, 0.0)
             scores.append(("wrong_location", misplaced))
-        if self.hparams.shifted_location_weight > 0:  # opt-in, not the authors'
-            moved = shifted_location(self.conditioning_of(batch)[self.takes[1]])
-            shifted = self.discriminator(images, text, self.condition(moved))
-            loss = loss + self.hparams.shifted_location_weight * bce(shifted, 0.0)
-            scores.append(("shifted_location", shifted))
+        raw = self.conditioning_of(batch)[self.takes[1]]
+        for name, moved in self.near_misses(raw).items():  # opt-in, not the authors'
+            logits = self.discriminator(images, text, self.condition(moved))
+            loss = loss + self.hparams[f"{name}_weight"] * bce(logits, 0.0)
+            scores.append((name, logits))
         logs = {f"train/d_{k}": torch.sigmoid(v.float()).mean() for k, v in scores}
         return loss, logs
 
@@ -665,6 +694,10 @@ class GAWWNKeypoints(_GAWWN):
             paper's; 8 at 64, ``main_cub_keypoints.lua`` with ``keypoint_dim=8``). 16 at 64 x 64
             is ``main_mhp.lua``'s ``fineSize=64`` network (a map cell of 4 px instead of 8): G's
             last upsampling stage (ngf) and D's second convolution (ndf -> ndf) dropped.
+        mirrored_location_weight: if above 0, D's loss adds this times ``BCE(D(x, its own
+            keypoints mirrored about the bird's centre, left and right parts swapped, t), 0)``
+            (:func:`mirrored_location`): the bird facing the other way (not in the paper or the
+            authors' code: 0, off).
         soft_maps: split each part bilinearly between the four cells around it instead of the
             one-hot cell (:func:`keypoint_maps`; not the authors': False), so the maps carry
             sub-cell positions.
@@ -692,6 +725,7 @@ class GAWWNKeypoints(_GAWWN):
         cls_weight: float = 0.5,
         wrong_location_weight: float = 0.0,
         shifted_location_weight: float = 0.0,
+        mirrored_location_weight: float = 0.0,
         lr: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
@@ -710,6 +744,13 @@ class GAWWNKeypoints(_GAWWN):
         self.num_parts = num_parts
         self.map_size = _map_size(image_size, map_size)
         self.soft_maps = soft_maps
+        if mirrored_location_weight > 0:
+            if num_parts not in _PART_NAMES:
+                raise ValueError(
+                    f"mirrored_location_weight needs sided part names: known for 15 (CUB) or "
+                    f"17 (MPII) parts, not {num_parts}"
+                )
+            self.swap = flip_permutation(_PART_NAMES[num_parts])
         self.fake_score_threshold = fake_score_threshold
         if fake_score_threshold > 0:  # the Lua tracker, kept in checkpoints for exact resume
             self.register_buffer("fake_score", torch.tensor(0.5))
@@ -725,6 +766,12 @@ class GAWWNKeypoints(_GAWWN):
         if self.fake_score_threshold > 0:
             score = torch.sigmoid(fake_logits.detach().float()).mean()
             self.fake_score.mul_(0.99).add_(0.01 * score)
+
+    def near_misses(self, where: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().near_misses(where)
+        if self.hparams.mirrored_location_weight > 0:
+            out["mirrored_location"] = mirrored_location(where, self.swap)
+        return out
 
     def update_discriminator(self) -> bool:
         if self.fake_score_threshold <= 0:
