@@ -474,7 +474,7 @@ class KeypointDiscriminator(_Discriminator):
 
 
 def wrong_location(where: torch.Tensor) -> torch.Tensor:
-    """The batch's locations (boxes or keypoint maps) rolled by one: every real image is paired
+    """The batch's locations (boxes, keypoints or their maps) rolled by one: every real image is paired
     with another image's location, a mismatch D learns to reject like the wrong text (opt-in
     ``wrong_location_weight``; not in the paper or the authors' code). Rolling, not shuffling,
     so no image keeps its own location."""
@@ -541,12 +541,15 @@ class _GAWWN(TextToImageGAN):
     def track_fake_score(self, fake_logits: torch.Tensor) -> None:
         """Follow D's scores of fakes (only the MHP setting of :class:`GAWWNKeypoints` does)."""
 
-    def near_misses(self, where: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The real images' own locations changed, by term name, for the opt-in terms whose
-        weight is above 0."""
+    def misplaced(self, where: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Wrong locations for the real images, by term name, for the opt-in terms whose weight
+        is above 0 (a batch of one has no other image's location to roll in)."""
+        out = {}
+        if self.hparams.wrong_location_weight > 0 and len(where) > 1:
+            out["wrong_location"] = wrong_location(where)
         if self.hparams.shifted_location_weight > 0:
-            return {"shifted_location": shifted_location(where)}
-        return {}
+            out["shifted_location"] = shifted_location(where)
+        return out
 
     def generate(self, generator, text_emb, noise, **conditioning):
         return generator(noise, text_emb, self.condition(conditioning[self.takes[1]]))
@@ -571,12 +574,8 @@ class _GAWWN(TextToImageGAN):
         w = self.hparams.cls_weight
         loss = bce(real, 1.0) + w * bce(wrong, 0.0) + (1 - w) * bce(fake_logits, 0.0)
         scores = [("real", real), ("wrong", wrong), ("fake", fake_logits)]
-        if self.hparams.wrong_location_weight > 0 and len(text) > 1:  # opt-in, not the authors'
-            misplaced = self.discriminator(images, text, wrong_location(where))
-            loss = loss + self.hparams.wrong_location_weight * bce(misplaced, 0.0)
-            scores.append(("wrong_location", misplaced))
         raw = self.conditioning_of(batch)[self.takes[1]]
-        for name, moved in self.near_misses(raw).items():  # opt-in, not the authors'
+        for name, moved in self.misplaced(raw).items():  # opt-in, not the authors'
             logits = self.discriminator(images, text, self.condition(moved))
             loss = loss + self.hparams[f"{name}_weight"] * bce(logits, 0.0)
             scores.append((name, logits))
@@ -767,8 +766,8 @@ class GAWWNKeypoints(_GAWWN):
             score = torch.sigmoid(fake_logits.detach().float()).mean()
             self.fake_score.mul_(0.99).add_(0.01 * score)
 
-    def near_misses(self, where: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = super().near_misses(where)
+    def misplaced(self, where: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().misplaced(where)
         if self.hparams.mirrored_location_weight > 0:
             out["mirrored_location"] = mirrored_location(where, self.swap)
         return out
