@@ -610,3 +610,43 @@ def test_configs_fit_on_the_real_cub_subset(config, tmp_path):
     _, batch = fit_on_real_subset(config, REAL_CUB, tmp_path, 76, "--data.split", "official")
     assert batch["boxes"].shape == (4, 4) and batch["keypoints"].shape == (4, 15, 3)
     assert ("images" in batch) == (config != "gawwn_keypoint_generator.yaml")  # G_k: no images
+
+
+class _AlternatingOracle:
+    """Draws each test batch's real images on even passes over the test split, a blank grey
+    image on odd ones: a model whose passes score differently."""
+
+    takes = ("text", "keypoints")
+
+    def __init__(self, dm):
+        self.real = [b["images"] for b in dm.test_dataloader()]
+        self.calls = 0
+
+    def sample_noise(self, n, generator=None):
+        return torch.randn(n, 1, generator=generator)
+
+    def sample(self, text_emb, noise, keypoints):
+        images = self.real[self.calls % len(self.real)]
+        self.calls += 1
+        return images if (self.calls - 1) // len(self.real) % 2 == 0 else torch.zeros_like(images)
+
+
+def test_gawwn_benchmark_pools_its_scoring_passes(data_root, tmp_path):
+    """benchmarks/gawwn.py's ``scores`` over ``draws`` passes of the test split: each pass's
+    beak and tail figures, and the pooled figures their mean (each pass scores the same birds)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gawwn_bench", ROOT / "benchmarks" / "gawwn.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    dm = tiny_datamodule(data_root, image_size=64, load_size=76)
+    dm.setup("test")
+    one = bench.scores(_AlternatingOracle(dm), dm, tmp_path)
+    assert "draws" not in one and (tmp_path / "test_samples.png").exists()
+    assert one["beak_ok"] > 0.9 and one["tail_ok"] > 0.9  # real birds, read back
+    three = bench.scores(_AlternatingOracle(dm), dm, tmp_path, draws=3)
+    assert three["draws"] == 3
+    for part in ("beak", "tail"):
+        passes = three[f"{part}_ok_per_pass"]
+        assert passes[0] == passes[2] == one[f"{part}_ok"] and passes[1] == 0
+        assert three[f"{part}_ok"] == pytest.approx(np.mean(passes), abs=2e-3)
