@@ -22,6 +22,8 @@ read back with :func:`t2igan.metrics.read_bird_layout`:
 * ``beak_ok`` / ``tail_ok`` / ``both_ok``: fraction of images whose drawn beak (tail, both)
   lies within 0.1 of the image side of the requested position (images where the part is
   visible; a beak or tail not read counts as missed);
+* ``wrong_facing``: fraction of the images with both parts visible and read whose drawn bird
+  faces the other way (its beak on the side where the tail was asked for);
 * ``body``: held-out body colour accuracy (:func:`t2igan.metrics.read_birds`).
 
 Prints one JSON line; samples, the "where" and "what" figures, a 3x close-up of 8 test images
@@ -49,6 +51,28 @@ from t2igan.models import GANINTCLS, GAWWNBox, GAWWNKeypoints
 BEAK, TAIL = 1, 13  # CUB_PARTS indices
 
 
+def _rate(hits: list) -> float | None:
+    """Fraction of True among the cases that count (None: the case does not count; None if
+    no case counts)."""
+    counted = [h for h in hits if h is not None]
+    return round(float(np.mean(counted)), 3) if counted else None
+
+
+def _parts(r: dict, kp: np.ndarray) -> tuple:
+    """(beak hit, tail hit, both hit, wrong facing) of one drawn bird ``r`` asked for the
+    keypoints ``kp``; None where the case does not count (a part not asked for; the facing
+    also where the drawn beak or tail is not read)."""
+    asked = {name: kp[part] for name, part in (("beak", BEAK), ("tail", TAIL)) if kp[part, 2] > 0}
+    hit = {name: r[name] is not None and np.linalg.norm(r[name] - at[:2]) <= 0.1
+           for name, at in asked.items()}  # fmt: skip
+    both = hit["beak"] and hit["tail"] if len(hit) == 2 else None
+    facing = None
+    if len(asked) == 2 and r["beak"] is not None and r["tail"] is not None:
+        want = asked["beak"][0] - asked["tail"][0]
+        facing = bool(np.sign(want) != np.sign(r["beak"][0] - r["tail"][0]))
+    return hit.get("beak"), hit.get("tail"), both, facing
+
+
 @torch.no_grad()
 def scores(model, dm: T2IDataModule, out: Path, draws: int = 1) -> dict:
     """The location and colour figures over ``draws`` passes of the test split (fresh noise and
@@ -56,7 +80,7 @@ def scores(model, dm: T2IDataModule, out: Path, draws: int = 1) -> dict:
     ious, body, shown, passes = [], [], [], []
     g = torch.Generator().manual_seed(0)
     for _ in range(draws):
-        beak, tail = [], []
+        cases = []
         for batch in dm.test_dataloader():
             cond = {k: batch[k] for k in model.takes[1:]}
             noise = model.sample_noise(len(batch["text_emb"]), generator=g)
@@ -66,23 +90,19 @@ def scores(model, dm: T2IDataModule, out: Path, draws: int = 1) -> dict:
             for img, box, kp in zip(arr, batch["boxes"].numpy(), batch["keypoints"].numpy()):
                 r = read_bird_layout(img)
                 ious.append(box_iou(r["box"], box) if r["box"] is not None else 0.0)
-                for part, got, hits in ((BEAK, r["beak"], beak), (TAIL, r["tail"], tail)):
-                    if kp[part, 2] > 0:
-                        hits.append(got is not None and np.linalg.norm(got - kp[part, :2]) <= 0.1)
+                cases.append(_parts(r, kp))
             if len(shown) < 2:
                 shown.append(fake[:8].cpu())
-        passes.append((beak, tail))
+        passes.append(list(zip(*cases)))  # (beak, tail, both, facing) columns
     labelled_grid(torch.cat(shown), 8).save(out / "test_samples.png")
-    beak = [b for p in passes for b in p[0]]
-    tail = [t for p in passes for t in p[1]]
-    both = np.mean([b and t for b, t in zip(beak, tail)])
-    result = {"box_iou": round(float(np.median(ious)), 3), "beak_ok": round(float(np.mean(beak)), 3),
-              "tail_ok": round(float(np.mean(tail)), 3), "both_ok": round(float(both), 3),
+    beak, tail, both, facing = ([c for p in passes for c in p[k]] for k in range(4))
+    result = {"box_iou": round(float(np.median(ious)), 3), "beak_ok": _rate(beak),
+              "tail_ok": _rate(tail), "both_ok": _rate(both), "wrong_facing": _rate(facing),
               "body": round(float(np.concatenate(body).mean()), 3)}  # fmt: skip
     if draws > 1:
         result["draws"] = draws
-        result["beak_ok_per_pass"] = [round(float(np.mean(p[0])), 3) for p in passes]
-        result["tail_ok_per_pass"] = [round(float(np.mean(p[1])), 3) for p in passes]
+        result["beak_ok_per_pass"] = [_rate(p[0]) for p in passes]
+        result["tail_ok_per_pass"] = [_rate(p[1]) for p in passes]
     return result
 
 

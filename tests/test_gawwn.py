@@ -631,19 +631,42 @@ class _AlternatingOracle:
         return images if (self.calls - 1) // len(self.real) % 2 == 0 else torch.zeros_like(images)
 
 
-def test_gawwn_benchmark_pools_its_scoring_passes(data_root, tmp_path):
-    """benchmarks/gawwn.py's ``scores`` over ``draws`` passes of the test split: each pass's
-    beak and tail figures, and the pooled figures their mean (each pass scores the same birds)."""
+def _gawwn_bench():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("gawwn_bench", ROOT / "benchmarks" / "gawwn.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_gawwn_benchmark_scores_beak_tail_and_facing():
+    """One drawn bird against the keypoints asked for: hits within 0.1, ``both`` only where
+    both parts are asked for, and the facing from the beak's side of the tail."""
+    bench = _gawwn_bench()
+    kp = np.zeros((15, 3), np.float32)
+    kp[1], kp[13] = (0.8, 0.4, 1), (0.2, 0.5, 1)  # beak right of the tail: faces right
+    near = {"beak": np.array([0.75, 0.45]), "tail": np.array([0.25, 0.5])}
+    assert bench._parts(near, kp) == (True, True, True, False)
+    mirrored = {"beak": np.array([0.2, 0.4]), "tail": np.array([0.8, 0.5])}
+    assert bench._parts(mirrored, kp) == (False, False, False, True)
+    assert bench._parts({"beak": None, "tail": near["tail"]}, kp) == (False, True, False, None)
+    kp[13, 2] = 0  # tail not asked for
+    assert bench._parts(near, kp) == (True, None, None, None)
+    assert bench._rate([True, None, False, True]) == pytest.approx(2 / 3, abs=1e-3)
+    assert bench._rate([None]) is None
+
+
+def test_gawwn_benchmark_pools_its_scoring_passes(data_root, tmp_path):
+    """benchmarks/gawwn.py's ``scores`` over ``draws`` passes of the test split: each pass's
+    beak and tail figures, and the pooled figures their mean (each pass scores the same birds)."""
+    bench = _gawwn_bench()
     dm = tiny_datamodule(data_root, image_size=64, load_size=76)
     dm.setup("test")
     one = bench.scores(_AlternatingOracle(dm), dm, tmp_path)
     assert "draws" not in one and (tmp_path / "test_samples.png").exists()
     assert one["beak_ok"] > 0.9 and one["tail_ok"] > 0.9  # real birds, read back
+    assert one["wrong_facing"] < 0.1  # the reader swaps beak and tail of 1 bird of these 32
     three = bench.scores(_AlternatingOracle(dm), dm, tmp_path, draws=3)
     assert three["draws"] == 3
     for part in ("beak", "tail"):
