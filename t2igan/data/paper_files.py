@@ -5,11 +5,13 @@
   ``class_info.pickle`` (1-based class ids) and ``char-CNN-RNN-embeddings.pickle`` ((N, 10, 1024)).
   They are Python 2 pickles: read with ``encoding="latin1"``, by a restricted unpickler that
   builds only numpy arrays, scalars and dtypes, lists, dicts, strings and numbers
-  (:func:`read_pickle`): a crafted pickle cannot run code.
+  (:func:`read_pickle`): a crafted pickle cannot run code, nor claim an array larger than its
+  file (it is refused before numpy allocates it).
 * Reed et al. icml2016 (arXiv:1605.05396): one Torch7 ``.t7`` table per image,
   ``<class>/<image>.t7``, with ``img`` (relative path), ``txt`` (10 x 1024 caption embeddings) and
   ``char`` (201 x 10 bytes, the 10 captions as 1-based indices into :data:`REED_ALPHABET`), read
-  with the pure-Python ``torchfile`` package.
+  with t2igan's bounded Torch7 reader (:func:`t2igan.data.t7.load_t7`: a tensor that claims more
+  than its file holds is refused before any array is made).
 * Reed et al. cvpr2016 (arXiv:1605.05395), the data of the char-CNN-RNN trainer
   (``cvpr2016_cub``, ``cvpr2016_flowers``): ``manifest.txt`` (one ``<class>.t7`` per line),
   ``trainvalids.txt`` (1-based lines of the manifest used for training), ``images/<class>.t7``
@@ -24,10 +26,15 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import io
+import math
+import operator
+import os
 import pickle
 import re
+import struct
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +56,7 @@ class UnsafePickleError(ValueError):
     unpickling it could run arbitrary code."""
 
 
+@functools.cache
 def _numpy_global(module: str, name: str):
     """``numpy.core.<module>.<name>`` as numpy 1.x pickles name it, ``numpy._core...`` as numpy
     2.x does: the same function, found under whichever name this numpy has."""
@@ -78,36 +86,208 @@ def _empty_bytes():
     return b""
 
 
-#: The globals the papers' pickles (and numpy arrays pickled by numpy 1.x or 2.x at any protocol)
-#: name, with what each is read as: numpy arrays (``_reconstruct`` + ``ndarray``, or
-#: ``_frombuffer`` at protocol 5), numpy scalars (``scalar``, e.g. the numpy.int64 class ids of
-#: StackGAN's train/class_info.pickle), dtypes, and the raw bytes of Python 3 protocol 0-2 pickles.
-#: Lists, dicts, tuples, strings and numbers need no global.
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"): lambda: np.ndarray,
-    ("numpy", "dtype"): lambda: np.dtype,
-    **{(f"{base}.multiarray", name): (lambda name=name: _numpy_global("multiarray", name))
-       for base in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")},
-    **{(f"{base}.numeric", "_frombuffer"): (lambda: _numpy_global("numeric", "_frombuffer"))
-       for base in ("numpy.core", "numpy._core")},
-    ("_codecs", "encode"): lambda: _latin1_bytes,
-    ("builtins", "bytes"): lambda: _empty_bytes,  # b"" at protocols 0-2
-    ("__builtin__", "bytes"): lambda: _empty_bytes,
-}  # fmt: skip
+class _ClaimError(pickle.UnpicklingError):
+    """A pickle claims more than its file holds: an array's data, an element size or a byte
+    string. Refused before anything of that size is allocated."""
 
 
-class _PaperUnpickler(pickle.Unpickler):
-    """An unpickler that builds only what the papers' pickles contain (see :data:`_SAFE_GLOBALS`)
-    and refuses every other global, before anything of it runs."""
+class _NdarrayName:
+    """Stands for ``numpy.ndarray`` in a pickle: numpy's pickles only pass it to
+    ``_reconstruct``; calling it (``ndarray(shape)`` allocates the claimed shape) is refused."""
+
+    def __new__(cls, *args, **kwargs):
+        raise pickle.UnpicklingError("it calls numpy.ndarray, which numpy's pickles never do")
+
+
+def _count(shape, limit: int) -> int:
+    """Elements of an array of the pickle's ``shape``: at most ``limit``, the file's size (every
+    element takes at least a byte of it)."""
+    if not isinstance(shape, tuple | list) or len(shape) > 64:
+        raise pickle.UnpicklingError(f"an array shape {shape!r:.80}")
+    dims = tuple(operator.index(n) for n in shape)
+    if min(dims, default=0) < 0:
+        raise pickle.UnpicklingError(f"an array shape {dims} with a negative size")
+    count = math.prod(dims)
+    if count > limit or max(dims, default=0) > limit:
+        raise _ClaimError(f"it claims an array of shape {dims} ({count:,} elements) in a file of "
+                          f"{limit:,} bytes")  # fmt: skip
+    return count
+
+
+def _dtypes_in(value):
+    """The dtypes in a dtype's pickled state (its fields and sub-array)."""
+    if isinstance(value, np.dtype):
+        yield value
+    elif isinstance(value, tuple | list | dict):
+        for v in value.values() if isinstance(value, dict) else value:
+            yield from _dtypes_in(v)
+
+
+class _BoundedFile:
+    """The pickle file, read so that no read asks for more bytes than are left: a pickle's
+    counted strings (BINBYTES8, BINSTRING, frames ...) claim their own length."""
+
+    def __init__(self, f, size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        if n > self.left:
+            raise _ClaimError(f"it claims {n:,} bytes of data where the file has {self.left:,} "
+                              "left")  # fmt: skip
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        data = self.f.readline()
+        self.left -= len(data)
+        return data
+
+
+class _PaperUnpickler(pickle._Unpickler):
+    """An unpickler that builds only what the papers' pickles contain (see :data:`_SAFE_GLOBALS`),
+    refuses every other global before anything of it runs, and checks every size a pickle claims
+    against the file's size (``limit``: an array's data, and any element, is in the file) before
+    allocating it.
+
+    It is Python's own pure-Python unpickler (``pickle._Unpickler``): the C one allocates a
+    BINBYTES8 or BYTEARRAY8 of the claimed length before reading it, and sets states (BUILD)
+    with no hook to check them first. A state is set only on an array or dtype that this pickle
+    has just made and not used yet: numpy applies a dtype's new state to the arrays already
+    made with it, which would then reach past their data.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, f, size: int) -> None:
+        super().__init__(_BoundedFile(f, size), encoding="latin1")
+        self.limit = size
+        self.unset: dict[int, object] = {}  # id -> array or dtype awaiting its state
 
     def find_class(self, module: str, name: str):
         make = _SAFE_GLOBALS.get((module, name))
         if make is None:
             raise UnsafePickleError(f"it names the global {module}.{name}")
-        return make()
+        return make(self)
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"it holds a persistent id ({pid!r})")
+
+    def dtype(self, spec) -> np.dtype:
+        """A dtype given as a dtype of this pickle or a type code (``b"b"``), checked, and from
+        now on in use (its state can no longer be set)."""
+        if isinstance(spec, bytes):
+            spec = spec.decode("latin1")
+        if not isinstance(spec, str | np.dtype):
+            raise pickle.UnpicklingError(f"a dtype given as a {type(spec).__name__}")
+        dtype = spec if isinstance(spec, np.dtype) else np.dtype(spec)
+        self.unset.pop(id(dtype), None)
+        if dtype.itemsize > self.limit:
+            raise _ClaimError(f"it claims a dtype of {dtype.itemsize:,} bytes an element in a "
+                              f"file of {self.limit:,} bytes")  # fmt: skip
+        return dtype
+
+    def new_dtype(self, spec, align=False, copy=False) -> np.dtype:
+        """``numpy.dtype(spec, align, copy)`` as numpy pickles a dtype, always a new one (its
+        state is set next, which must never reach numpy's shared builtin dtypes)."""
+        if isinstance(spec, bytes):
+            spec = spec.decode("latin1")
+        if not isinstance(spec, str):
+            raise pickle.UnpicklingError(f"numpy.dtype called with a {type(spec).__name__}")
+        dtype = np.dtype(spec, align=bool(align), copy=True)
+        self.unset[id(dtype)] = dtype
+        return dtype
+
+    def reconstruct(self, subtype, shape, dtype) -> np.ndarray:
+        if subtype is not _NdarrayName:
+            raise pickle.UnpicklingError("_reconstruct called with other than numpy.ndarray")
+        dtype = self.dtype(dtype)
+        if _count(shape, self.limit) * dtype.itemsize > self.limit:
+            raise _ClaimError(f"it claims an array of shape {tuple(shape)} of {dtype} in a "
+                              f"file of {self.limit:,} bytes")  # fmt: skip
+        array = _numpy_global("multiarray", "_reconstruct")(np.ndarray, shape, dtype)
+        self.unset[id(array)] = array
+        return array
+
+    def scalar(self, dtype, *args):
+        return _numpy_global("multiarray", "scalar")(self.dtype(dtype), *args)
+
+    def frombuffer(self, buffer, dtype, shape, order="C") -> np.ndarray:
+        if not isinstance(buffer, bytes | bytearray):  # protocol 5 arrays carry their bytes
+            raise pickle.UnpicklingError(f"an array over a {type(buffer).__name__}")
+        dtype = self.dtype(dtype)
+        if _count(shape, self.limit) * dtype.itemsize != len(buffer):
+            raise _ClaimError(f"it claims an array of shape {tuple(shape)} of {dtype} over "
+                              f"{len(buffer):,} bytes of data")  # fmt: skip
+        return _numpy_global("numeric", "_frombuffer")(buffer, dtype, shape, order)
+
+    def check_array_state(self, state) -> None:
+        """The state numpy pickles for an array, ``([version,] shape, dtype, is_fortran,
+        data)``, checked before ``ndarray.__setstate__`` allocates its shape: the data must
+        be there."""
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise pickle.UnpicklingError("an array state that numpy never pickles")
+        shape, dtype, _, data = state[-4:]
+        if not isinstance(dtype, np.dtype):
+            raise pickle.UnpicklingError(f"an array state with a {type(dtype).__name__} dtype")
+        dtype, count = self.dtype(dtype), _count(shape, self.limit)
+        if dtype.hasobject:
+            have, claimed = (len(data) if isinstance(data, list) else -1), count
+        elif isinstance(data, bytes | bytearray | str):  # str: a Python 2 string, latin1
+            have, claimed = len(data), count * dtype.itemsize
+        else:
+            raise pickle.UnpicklingError(f"an array's data given as a {type(data).__name__}")
+        if have != claimed:
+            raise _ClaimError(f"it claims an array of shape {tuple(shape)} of {dtype} "
+                              f"({claimed:,} {'items' if dtype.hasobject else 'bytes'}) but "
+                              f"holds {max(have, 0):,}")  # fmt: skip
+
+    def load_build(self):
+        """BUILD sets the state of an array or a dtype that this pickle has just made."""
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if self.unset.pop(id(inst), None) is not inst:
+            what = ("numpy dtype" if isinstance(inst, np.dtype) else "numpy array"
+                    if isinstance(inst, np.ndarray) else type(inst).__name__)  # fmt: skip
+            raise pickle.UnpicklingError(f"it sets the state of a {what} that it has used "
+                                         "already, or that is not its own new array or dtype")  # fmt: skip
+        if isinstance(inst, np.ndarray):
+            self.check_array_state(state)
+            inst.__setstate__(state)
+        else:
+            for dtype in _dtypes_in(state):  # its fields' dtypes: in use from now on
+                self.dtype(dtype)
+            inst.__setstate__(state)
+            self.dtype(inst)
+
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def load_bytearray8(self):
+        """BYTEARRAY8 (protocol 5 arrays): read, and only then copied to a bytearray."""
+        (n,) = struct.unpack("<Q", self.read(8))
+        self.append(bytearray(self.read(n)))
+
+    dispatch[pickle.BYTEARRAY8[0]] = load_bytearray8
+
+
+#: The globals the papers' pickles (and numpy arrays pickled by numpy 1.x or 2.x at any protocol)
+#: name, with what each is read as by a :class:`_PaperUnpickler`: numpy arrays (``_reconstruct`` +
+#: ``ndarray``, or ``_frombuffer`` at protocol 5), numpy scalars (``scalar``, e.g. the numpy.int64
+#: class ids of StackGAN's train/class_info.pickle), dtypes, and the raw bytes of Python 3
+#: protocol 0-2 pickles. Lists, dicts, tuples, strings and numbers need no global.
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"): lambda u: _NdarrayName,
+    ("numpy", "dtype"): lambda u: u.new_dtype,
+    **{(f"{base}.multiarray", "_reconstruct"): lambda u: u.reconstruct
+       for base in ("numpy.core", "numpy._core")},
+    **{(f"{base}.multiarray", "scalar"): lambda u: u.scalar
+       for base in ("numpy.core", "numpy._core")},
+    **{(f"{base}.numeric", "_frombuffer"): lambda u: u.frombuffer
+       for base in ("numpy.core", "numpy._core")},
+    ("_codecs", "encode"): lambda u: _latin1_bytes,
+    ("builtins", "bytes"): lambda u: _empty_bytes,  # b"" at protocols 0-2
+    ("__builtin__", "bytes"): lambda u: _empty_bytes,
+}  # fmt: skip
 
 
 def read_pickle(path: str | Path):
@@ -116,19 +296,24 @@ def read_pickle(path: str | Path):
     Only numpy arrays, numpy scalars and dtypes, lists, tuples, dicts, strings, bytes and numbers
     are built: any other global is refused with an :class:`UnsafePickleError` naming the file and
     the global, and nothing of the pickle runs (a plain ``pickle.load`` of a crafted file runs
-    arbitrary code).
+    arbitrary code). No array, element type or byte string may claim more bytes than the file
+    has (an array's data is in the file): a pickle that does is refused with a ``ValueError``
+    naming the file, before that much memory is asked for.
     """
     with open(path, "rb") as f:
         try:
-            return _PaperUnpickler(f, encoding="latin1").load()
+            return _PaperUnpickler(f, os.fstat(f.fileno()).st_size).load()
         except UnsafePickleError as err:
             raise UnsafePickleError(
                 f"{path}: refused to load this pickle: {err}, which the papers' pickles never "
                 "hold (they hold numpy arrays, lists, dicts, strings and numbers only); loading "
                 "it could run arbitrary code"
             ) from None
+        except _ClaimError as err:
+            raise ValueError(f"{path}: refused to load this pickle: {err} (damaged or "
+                             "crafted)") from None  # fmt: skip
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError, OverflowError) as err:  # fmt: skip
+                IndexError, KeyError, OverflowError, RecursionError, struct.error) as err:  # fmt: skip
             raise ValueError(
                 f"{path}: not a readable pickle ({type(err).__name__}: {err})"
             ) from err
@@ -173,21 +358,45 @@ def decode_reed_chars(char: np.ndarray) -> list[str]:
     return out
 
 
-def read_reed_t7(path: str | Path) -> dict:
-    """One of Reed's per-image ``.t7`` tables as ``{"img": str, "txt": (C, D), "captions": [...]}``."""
-    import torchfile
+def _load_t7(path: Path):
+    from t2igan.data.t7 import T7FormatError, load_t7
 
     try:
-        table = torchfile.load(str(path), utf8_decode_strings=True)
-    except Exception as err:  # torchfile raises bare exceptions on malformed files
-        raise ValueError(f"{path}: not a readable Torch7 file ({err})") from err
-    if "txt" not in table:
+        return load_t7(path)
+    except T7FormatError as err:
+        raise ValueError(f"{path}: not a readable Torch7 file ({err.reason})") from None
+
+
+def read_reed_t7(path: str | Path) -> dict:
+    """One of Reed's per-image ``.t7`` tables as ``{"img": str, "txt": (C, D), "captions": [...]}``.
+
+    Raises:
+        ValueError: (one line naming the file and the key) the file is not a readable Torch7
+            table, a tensor in it claims more than the file holds, or ``txt`` / ``char`` are not
+            2-d tensors.
+    """
+    table = _load_t7(Path(path))
+    if not isinstance(table, dict) or "txt" not in table:
         raise ValueError(f"{path}: no 'txt' embeddings in this Torch7 table")
-    txt = np.asarray(table["txt"], dtype=np.float32)
+    txt, char = table["txt"], table.get("char")
+    if not (isinstance(txt, np.ndarray) and txt.ndim in (1, 2) and txt.size
+            and np.issubdtype(txt.dtype, np.number)):  # fmt: skip
+        raise ValueError(f"{path}: txt is {_describe(txt)}, not the (captions, dim) embeddings")
+    txt = np.asarray(txt, dtype=np.float32)
     out = {"img": str(table.get("img", "")), "txt": txt.reshape(-1, txt.shape[-1])}
-    if "char" in table:
-        out["captions"] = decode_reed_chars(table["char"])
+    if char is not None:
+        if not (isinstance(char, np.ndarray) and char.ndim == 2
+                and np.issubdtype(char.dtype, np.integer)):  # fmt: skip
+            raise ValueError(f"{path}: char is {_describe(char)}, not the (length, captions) "
+                             "character indices")  # fmt: skip
+        out["captions"] = decode_reed_chars(char)
     return out
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} tensor of shape {value.shape}"
+    return f"a {type(value).__name__}"
 
 
 def embeddings_for(folder: str | Path, keys: list[str], split: str) -> list[np.ndarray]:
@@ -348,14 +557,9 @@ class PrecomputedEncoder(TextEncoder):
 
 
 def _read_t7_tensor(path: Path, what: str, ndim: int) -> np.ndarray:
-    import torchfile
-
     if not path.is_file():
         raise MissingDataError(f"{path} not found: expected {what} there")
-    try:
-        value = torchfile.load(str(path))
-    except Exception as err:  # torchfile raises bare exceptions on malformed files
-        raise ValueError(f"{path}: not a readable Torch7 file ({err})") from err
+    value = _load_t7(path)
     if not isinstance(value, np.ndarray) or value.ndim != ndim:
         shape = getattr(value, "shape", type(value).__name__)
         raise ValueError(f"{path}: expected {what}, a {ndim}-d tensor; got {shape}")

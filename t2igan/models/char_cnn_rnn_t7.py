@@ -1,5 +1,6 @@
-"""Convert the authors' Torch7 text encoders (``.t7``, read with ``torchfile``) to t2igan encoder
-checkpoints that :class:`~t2igan.models.char_cnn_rnn.CharCNNEncoder` loads:
+"""Convert the authors' Torch7 text encoders (``.t7``, read with t2igan's bounded reader
+:func:`~t2igan.data.t7.load_t7`, which refuses tensors that claim more than the file holds) to
+t2igan encoder checkpoints that :class:`~t2igan.models.char_cnn_rnn.CharCNNEncoder` loads:
 
 python -m t2igan.models.char_cnn_rnn_t7 \
     lm_sje_nc4_cub_hybrid_gru18_a1_c512_0.00070_1_10_trainvalids.txt_iter30000.t7 cub_gru.ckpt
@@ -29,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchfile
+
+from t2igan.data.t7 import Obj, T7FormatError, load_t7
 
 
 def _find_modules(obj, kind: str, seen: set, out: list) -> list:
@@ -38,11 +40,10 @@ def _find_modules(obj, kind: str, seen: set, out: list) -> list:
         return out
     seen.add(id(obj))
     items = []
-    if isinstance(obj, torchfile.TorchObject):
-        name = obj.torch_typename()
-        if (name.decode() if isinstance(name, bytes) else name) == kind:
+    if isinstance(obj, Obj):
+        if obj.typename == kind:
             out.append(obj)
-        items = [obj._obj]
+        items = [obj.fields]
     elif isinstance(obj, dict):
         items = list(obj.values())
     elif isinstance(obj, list | tuple):
@@ -53,12 +54,26 @@ def _find_modules(obj, kind: str, seen: set, out: list) -> list:
 
 
 def _get(module, key: str):
-    for k in (key, key.encode()):
-        try:
-            return module[k]
-        except (KeyError, TypeError):
-            pass
-    return getattr(module, key, None)
+    """Field ``key`` of a Torch object (or of a table); None when absent."""
+    fields = module.fields if isinstance(module, Obj) else module
+    return fields.get(key) if isinstance(fields, dict) else None
+
+
+def _array(module: Obj, key: str, ndim: int, path: Path) -> np.ndarray:
+    """The float parameter ``key`` (a ``ndim``-d tensor) of ``module``, as read (not copied)."""
+    value = _get(module, key)
+    if not (isinstance(value, np.ndarray) and value.ndim == ndim and value.size
+            and np.issubdtype(value.dtype, np.floating)):  # fmt: skip
+        got = f"of shape {value.shape} ({value.dtype})" if isinstance(value, np.ndarray) else (
+            type(value).__name__)  # fmt: skip
+        raise ValueError(f"{path}: the {key} of an {module.typename} is {got}, not a "
+                         f"{ndim}-d float tensor")  # fmt: skip
+    return value
+
+
+def _param(module: Obj, key: str, ndim: int, path: Path) -> torch.Tensor:
+    """The float parameter ``key`` (a ``ndim``-d tensor) of ``module``, as a float32 copy."""
+    return torch.from_numpy(np.array(_array(module, key, ndim, path), dtype=np.float32))
 
 
 def _root(obj, path: Path):
@@ -78,14 +93,19 @@ def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Pat
         path: the authors' ``.t7`` text encoder.
         out: the checkpoint to write (loaded by ``CharCNNEncoder``).
         lowercase: record that captions are lower-cased before encoding.
+
+    Raises:
+        ValueError: (one line naming the file) ``path`` is not a readable Torch7 file, a tensor
+            in it claims more than the file holds, or it is not a char-CNN-RNN/GRU encoder;
+            nothing is written then.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: pass the authors' .t7 text encoder file")
     try:
-        obj = torchfile.load(str(path))
-    except Exception as err:  # noqa: BLE001  (torchfile raises bare exceptions on bad files)
-        raise ValueError(f"{path} is not a Torch7 file torchfile can read ({err})") from None
+        obj = load_t7(path)
+    except T7FormatError as err:  # damaged, or claims more than the file holds
+        raise ValueError(f"{path} is not a Torch7 file t2igan can read: {err.reason}") from None
     root = _root(obj, path)
     convs = _find_modules(root, "nn.TemporalConvolution", set(), [])
     linears = _find_modules(root, "nn.Linear", set(), [])
@@ -98,20 +118,25 @@ def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Pat
         )
     state = {}
     for k, conv in zip((0, 3, 6), convs):
-        w = torch.from_numpy(np.array(_get(conv, "weight"), dtype=np.float32))
+        w = _param(conv, "weight", 2, path)
         o, kin = w.shape
-        i = int(_get(conv, "inputFrameSize"))
+        i = _get(conv, "inputFrameSize")
+        if not isinstance(i, int) or i <= 0 or kin % i:
+            raise ValueError(f"{path}: an nn.TemporalConvolution with inputFrameSize {i!r} and "
+                             f"a weight of {kin} columns (a multiple of it expected)")  # fmt: skip
         state[f"cnn.net.{k}.weight"] = w.view(o, kin // i, i).permute(0, 2, 1).contiguous()
-        state[f"cnn.net.{k}.bias"] = torch.from_numpy(np.array(_get(conv, "bias"), np.float32))
+        state[f"cnn.net.{k}.bias"] = _param(conv, "bias", 1, path)
     cnn_dim = state["cnn.net.6.weight"].shape[0]
+    for lin in linears:  # checked before the grouping below reads their shapes
+        _array(lin, "weight", 2, path), _array(lin, "bias", 1, path)
     groups: dict[int, list] = {}  # storage -> the Linears sharing it, in order of appearance
     for lin in linears:
-        w = np.asarray(_get(lin, "weight"))
-        key = next((g for g in groups if np.shares_memory(np.asarray(_get(groups[g][0],
-                    "weight")), w)), len(groups))  # fmt: skip
+        w = _get(lin, "weight")
+        key = next((g for g in groups if np.shares_memory(_get(groups[g][0], "weight"), w)),
+                   len(groups))  # fmt: skip
         groups.setdefault(key, []).append(lin)
-    proj = [g[0] for g in groups.values() if np.asarray(_get(g[0], "weight")).shape[1] == cnn_dim
-            and np.asarray(_get(g[0], "weight")).shape[0] != cnn_dim]  # fmt: skip
+    proj = [g[0] for g in groups.values() if _get(g[0], "weight").shape[1] == cnn_dim
+            and _get(g[0], "weight").shape[0] != cnn_dim]  # fmt: skip
     steps = max(len(g) for g in groups.values())
     i2h = [g[0] for g in groups.values() if len(g) == steps and g[0] not in proj]
     h2h = [g[0] for g in groups.values() if len(g) == steps - 1 and g[0] not in proj]
@@ -130,13 +155,17 @@ def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Pat
         )
     _, i_names, h_names = nets[len(i2h)]
     for name, lin in [*zip(i_names, i2h), *zip(h_names, h2h), ("proj", proj[0])]:
-        state[f"{name}.weight"] = torch.from_numpy(np.array(_get(lin, "weight"), np.float32))
-        state[f"{name}.bias"] = torch.from_numpy(np.array(_get(lin, "bias"), np.float32))
+        state[f"{name}.weight"] = _param(lin, "weight", 2, path)
+        state[f"{name}.bias"] = _param(lin, "bias", 1, path)
     emb_dim = state["proj.weight"].shape[0]
     from t2igan.models.char_cnn_rnn import build_text_encoder
 
     net = build_text_encoder(arch, cnn_dim, emb_dim)
-    net.load_state_dict(state)  # checks every name and shape
+    try:
+        net.load_state_dict(state)  # checks every name and shape
+    except RuntimeError as err:
+        raise ValueError(f"{path}: its weights do not fit a {arch} with cnn_dim {cnn_dim} and "
+                         f"emb_dim {emb_dim}: {' '.join(str(err).split())}") from None  # fmt: skip
     ckpt = {
         "state_dict": {f"text_net.{k}": v for k, v in state.items()},
         "hyper_parameters": {"architecture": arch, "cnn_dim": cnn_dim, "emb_dim": emb_dim,
