@@ -6,13 +6,12 @@
 # h5py, scipy, pillow, tensorboard and sentence-transformers (device tool's KINDS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(jsonargparse docstring-parser typeshed-client torchfile)
+pkgs=(jsonargparse docstring-parser typeshed-client)
 pins=()
 for p in "${pkgs[@]}"; do
     v=$(.venv/bin/python -c "from importlib.metadata import version; print(version('$p'))")
     pins+=("$p==$v")
 done
 rm -rf .whl && mkdir .whl
-# pip wheel takes a wheel where PyPI has one and builds one from an sdist (torchfile has no wheel)
 python3 -m pip wheel --no-deps -q -w .whl "${pins[@]}"
 ls .whl
