@@ -16,6 +16,7 @@ The checkpoints load once, on the CPU or a GPU (``--device``). Needs the ``app``
 
 # No `from __future__ import annotations`: Gradio reads the handlers' `gr.SelectData` annotation
 # as a class, and `gr` is imported inside build() (Gradio loads only for the page).
+import argparse
 import json
 import os
 
@@ -29,6 +30,9 @@ NUM_SAMPLES = 4
 CANVAS = 256
 #: A drag that starts this close to a placed part (normalised) moves that part.
 GRAB = 0.08
+#: The largest file, in bytes, that the page's upload route takes: none (the page has no file
+#: input; Gradio's route would otherwise store files of any size).
+MAX_UPLOAD = 0
 
 #: Dragging on the canvas (Gradio's image gives clicks only): a press and release more than
 #: 4 px apart is written as ``[x0, y0, x1, y1]`` (normalised) into the hidden ``#drag`` box,
@@ -95,7 +99,7 @@ class Session:
         spec = self.model.hparams.get("text_encoder")
         if spec is None:
             raise ValueError(f"{ckpt} does not record its text encoder; cannot embed captions")
-        self.encoder = encoder_from_spec(spec)
+        self.encoder = encoder_from_spec(spec, f"checkpoint {ckpt} (its text encoder)")
         self.parts = part_names(self.model.num_parts) if self.key == "keypoints" else ()
 
     def empty(self) -> dict:
@@ -298,10 +302,24 @@ def serve(session: Session, host: str = "127.0.0.1", port: int | None = None,
     """Serve the page; returns (page, url) when ``block`` is False (tests)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
     page = build(session)
+    # The page takes no files, but Gradio serves its upload route (POST /gradio_api/upload) on
+    # every page: MAX_UPLOAD bytes refuses every file with data (413) before it is stored.
     _, url, _ = page.launch(server_name=host, server_port=port, share=False,
                             prevent_thread_lock=not block, quiet=not block, js=DRAG_JS,
-                            css=".t2igan-hidden {display: none !important}")  # fmt: skip
+                            css=".t2igan-hidden {display: none !important}",
+                            max_file_size=MAX_UPLOAD)  # fmt: skip
     return page, url
+
+
+def port_number(text: str) -> int:
+    """``--port``: a TCP port, 1 to 65535 (argparse reports anything else as one line)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
+    return port
 
 
 def app_main(argv: list[str]) -> None:
@@ -313,7 +331,7 @@ def app_main(argv: list[str]) -> None:
                         help="a GAWWNKeypointGenerator checkpoint: completes missing keypoints")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument("--port", type=port_number, default=7860, help="port to serve on")
     a = parser.parse_args(argv)
     try:
         import gradio  # noqa: F401

@@ -34,7 +34,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from t2igan.callbacks.checkpoint import checkpoint_dir, resume_path, use_atomic_checkpoints
 from t2igan.callbacks.location import drawable, part_names
 from t2igan.callbacks.run_config import SaveRunConfig
-from t2igan.classpath import import_class
+from t2igan.classpath import check_class_path, check_class_paths, import_class, imported_class
 from t2igan.command import (
     USER_ERRORS,
     CommandParser,
@@ -136,10 +136,11 @@ def lead_line(parser: LightningArgumentParser, message: str) -> str:
         return f"unknown option --{m[1]}{closest('--' + m[1], options)}"
     key = re.search(r'Parser key "([^"]+)"', message)
     m = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
-    if key and m:
-        cls = import_class(m[1])
-        return (f"unknown option --{key[1]}.init_args.{m[2]}: {cls.__name__} takes no "
-                f"argument '{m[2]}'{closest(m[2], inspect.signature(cls).parameters)}")  # fmt: skip
+    if key and m:  # jsonargparse imported the class already: looked up, never imported here
+        cls = imported_class(m[1])
+        near = closest(m[2], inspect.signature(cls).parameters) if cls is not None else ""
+        return (f"unknown option --{key[1]}.init_args.{m[2]}: {m[1].rpartition('.')[2]} takes "
+                f"no argument '{m[2]}'{near}")  # fmt: skip
     given = re.search(r"Given value: (.*)", message)
     if key and given:
         return f"invalid value for --{key[1]}: {given[1]}"
@@ -149,6 +150,12 @@ def lead_line(parser: LightningArgumentParser, message: str) -> str:
 #: Images smaller than this many pixels a side are written upscaled (nearest neighbour, by a
 #: whole factor, so pixels stay square) by ``generate``: a 32 px sample is not a thumbnail.
 READABLE_SIDE = 128
+#: Images ``generate`` draws and writes at a time: its memory does not grow with ``--num``.
+GENERATE_BATCH = 64
+#: The most columns (images per caption) and rows (captions, or caption and location pairs) that
+#: ``generate``'s ``grid.png`` shows: the first ones; every image is also written on its own.
+GRID_COLUMNS = 16
+GRID_ROWS = 16
 #: The files ``generate`` writes: the grid, and image II of caption CC.
 GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})((_location)?\.png|\.json)")
 
@@ -156,13 +163,22 @@ GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})((_location)?\.png|\.json)")
 def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageModel:
     """Load any t2igan model from a checkpoint (the class is recorded in it)."""
     how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
-    _, class_path = read_checkpoint(ckpt, "checkpoint", how)
+    checkpoint, class_path = read_checkpoint(ckpt, "checkpoint", how)
+    check_classes(checkpoint, class_path, f"checkpoint {ckpt}")
     if class_path.endswith(".GAWWNKeypointGenerator"):
         raise ValueError(f"{ckpt} is a GAWWN keypoint generator (it draws keypoints, not images): "
                          "pass it as --keypoint-generator, with a GAWWNKeypoints checkpoint as "
                          "--ckpt")  # fmt: skip
-    cls = import_class(class_path, TextToImageModel)
+    cls = import_class(class_path, TextToImageModel, source=f"checkpoint {ckpt}")
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
+
+
+def check_classes(checkpoint: dict, class_path: str, source: str) -> None:
+    """Every class a checkpoint names (its model, and in its hyper-parameters its text
+    encoder, a style encoder's GAN, LightningCLI's record of the model) checked before any is
+    imported: t2igan's own, or already imported (:mod:`t2igan.classpath`)."""
+    check_class_path(class_path, source=source)
+    check_class_paths(checkpoint.get("hyper_parameters"), source=source)
 
 
 def load_keypoint_generator(ckpt: str | Path, device: str | torch.device = "cpu"):
@@ -171,9 +187,10 @@ def load_keypoint_generator(ckpt: str | Path, device: str | torch.device = "cpu"
 
     how = ("train one with `t2igan fit --config experiments/gawwn_keypoint_generator.yaml` and "
            "pass runs/gawwn_keypoint_generator/checkpoints/last.ckpt")  # fmt: skip
-    _, class_path = read_checkpoint(ckpt, "--keypoint-generator", how)
-    cls = import_class(class_path)
-    if not (isinstance(cls, type) and issubclass(cls, GAWWNKeypointGenerator)):
+    checkpoint, class_path = read_checkpoint(ckpt, "--keypoint-generator", how)
+    check_classes(checkpoint, class_path, f"--keypoint-generator {ckpt}")
+    cls = import_class(class_path, source=f"--keypoint-generator {ckpt}")
+    if not issubclass(cls, GAWWNKeypointGenerator):
         raise ValueError(f"--keypoint-generator {ckpt} holds a {class_path.rpartition('.')[2]}, "
                          f"not a GAWWNKeypointGenerator: {how}")  # fmt: skip
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
@@ -281,6 +298,9 @@ def parse_box(text: str) -> torch.Tensor:
         raise ValueError(
             f"--box {text}: give four numbers x,y,w,h (normalised, e.g. 0.1,0.2,0.5,0.4)"
         ) from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ValueError(f"--box {text}: x, y, w and h must be finite numbers (normalised, e.g. "
+                         "0.1,0.2,0.5,0.4)")  # fmt: skip
     if w <= 0 or h <= 0:
         raise ValueError(f"--box {text} has zero area (width {w}, height {h}): w and h must be > 0")
     if x < 0 or y < 0 or x + w > 1 or y + h > 1:
@@ -311,6 +331,9 @@ def read_keypoints(path: str, part_names: tuple[str, ...] = CUB_PARTS) -> torch.
             isinstance(v, int | float) and not isinstance(v, bool) for v in xy)  # fmt: skip
         if not ok:
             raise ValueError(f"--keypoints {path}: part {name!r} must be [x, y], got {xy!r}")
+        if not all(math.isfinite(v) for v in xy):  # JSON as Python reads it allows NaN, Infinity
+            raise ValueError(f"--keypoints {path}: part {name!r} at {xy} is not a finite point "
+                             "(x and y are numbers in [0, 1])")  # fmt: skip
         if not all(0 <= v <= 1 for v in xy):
             raise ValueError(f"--keypoints {path}: part {name!r} at {xy} is outside the image "
                              "(x and y are normalised to [0, 1])")  # fmt: skip
@@ -328,9 +351,12 @@ def generate(
     """Write images for ``captions`` (``out/grid.png`` and ``out/cCC_iII.png``, one grid row per
     caption); returns the paths written, the grid first. Captions are embedded with the encoder
     recorded in the checkpoint (and cut, with a warning, to the length it reads). Images under
-    :data:`READABLE_SIDE` pixels are written upscaled. Files of an earlier ``generate`` in
-    ``out`` that this one does not overwrite are removed (and named in a warning), so ``out``
-    holds this run's images only.
+    :data:`READABLE_SIDE` pixels are written upscaled. They are drawn and written
+    :data:`GENERATE_BATCH` at a time, so memory does not grow with ``num`` (only the noise, one
+    vector per column); the grid shows the first :data:`GRID_ROWS` rows and
+    :data:`GRID_COLUMNS` columns (every image is also its own file). Files of an earlier
+    ``generate`` in ``out`` that this one does not overwrite are removed (and named in a
+    warning), so ``out`` holds this run's images only.
 
     Args:
         ckpt: checkpoint of a t2igan run.
@@ -362,6 +388,7 @@ def generate(
     """
     from t2igan.callbacks.figures import labelled_grid
     from t2igan.callbacks.interpolation import lerp
+    from t2igan.callbacks.location import draw_location
 
     if num < 1:
         raise ValueError(f"--num is the number of images per caption: at least 1, got {num}")
@@ -381,17 +408,22 @@ def generate(
     names = part_names(model.num_parts) if "keypoints" in model.takes else CUB_PARTS
     asked = {"boxes": boxes_asked,
              "keypoints": [read_keypoints(f, names) for f in keypoint_files or []]}  # fmt: skip
+    if kg is None:  # with G_k, a file that names no part has them all drawn from the caption
+        for f, kp in zip(keypoint_files or [], asked["keypoints"]):
+            if not kp[:, 2].any():
+                warn("generate", f"--keypoints {f} names no part: its images are drawn with "
+                     'no part placed (give part -> [x, y], e.g. {"beak": [0.7, 0.3]})')  # fmt: skip
     if kg is not None and not asked["keypoints"]:  # text only: nothing given, all drawn
         asked["keypoints"] = [torch.zeros(model.num_parts, 3)]
     key, where = check_location(ckpt, model, asked)
-    spec = model.hparams.get("text_encoder")
+    spec, source = model.hparams.get("text_encoder"), f"checkpoint {ckpt} (its text encoder)"
     if text_encoder is not None:
         from t2igan.models.char_cnn_rnn import CharCNNEncoder
 
-        spec = CharCNNEncoder(text_encoder).spec()
+        spec, source = CharCNNEncoder(text_encoder).spec(), f"--text-encoder {text_encoder}"
     if spec is None:
         raise ValueError(f"{ckpt} does not record its text encoder; cannot embed new captions")
-    encoder = encoder_from_spec(spec)
+    encoder = encoder_from_spec(spec, source)
     if encoder.dim != model.text_dim:
         raise ValueError(f"{ckpt} takes {model.text_dim}-d text embeddings but its text encoder "
                          f"({spec['class_path']}) gives {encoder.dim}-d ones")  # fmt: skip
@@ -414,66 +446,74 @@ def generate(
             )
         queries = torch.stack([square_tensor(p, model.image_size) for p in pictures])
         styles = model.encode_style(queries, style_rescale)  # (Q, z_dim)
-        top = queries
-        labels.insert(0, "query images")
+        top = queries[:GRID_COLUMNS]
         if style_steps:
             if len(style_images) != 2 or style_steps < 2:
                 raise ValueError(
                     "style interpolation takes two --style-image and --style-steps >= 2"
                 )
             styles = lerp(styles[:1], styles[1:], style_steps)  # (K, z_dim)
-            blank = torch.ones(style_steps - 2, *queries.shape[1:])  # white between the two
-            top = torch.cat([queries[:1], blank, queries[1:]])
-            labels[0] = "style images (left to right)"
+            # the two images at the ends of the row, white between (as far as the grid shows)
+            top = torch.ones(min(style_steps, GRID_COLUMNS), *queries.shape[1:])
+            top[0] = queries[0]
+            if style_steps <= GRID_COLUMNS:
+                top[-1] = queries[1]
         noise = styles
     else:
         g = torch.Generator().manual_seed(seed)
         noise = model.sample_noise(num, generator=g)
     cols = len(noise)
-    cond, rows = {}, len(captions)
-    if key:  # one row per (caption, location)
-        text = text.repeat_interleave(len(where), 0)
-        words = {k: v.repeat_interleave(len(where), 0) for k, v in words.items()}
+    # one row per caption, or per (caption, location): the row's text, word ids and location
+    per_row = {"text": text, **words}
+    if key:
         flag = {"boxes": boxes, "keypoints": keypoint_files}[key]
         word = {"boxes": "box", "keypoints": "keypoints"}[key]
         if kg is not None:
             flag = [f"{f} completed by G_k" for f in flag] if flag else ["drawn by G_k"]
             word = "keypoints"
         labels = [f"{c} | {word} {f}" for c in labels for f in flag]
-        cond = {
-            key: where.repeat(len(captions), *[1] * (where.dim() - 1)).repeat_interleave(cols, 0)
-        }
-        rows = len(text)
-        if kg is not None:  # the given parts kept, the rest drawn from the caption and noise
-            z = noise.repeat(rows, 1)
-            if kg.z_dim != model.z_dim:
-                z = kg.sample_noise(len(z), generator=torch.Generator().manual_seed(seed + 1))
-            drawn = kg.complete(text.repeat_interleave(cols, 0), z, cond[key]).cpu()
-            cond[key] = drawable(drawn, DRAW_VISIBLE)
-    # (rows * cols) images: the same noise (style) in every row, one caption per row
-    cond.update({k: v.repeat_interleave(cols, 0) for k, v in words.items()})
-    images = model.sample(text.repeat_interleave(cols, 0), noise.repeat(rows, 1), **cond).cpu()
-    grid = images if top is None else torch.cat([top, images])
+        per_row = {k: v.repeat_interleave(len(where), 0) for k, v in per_row.items()}
+        per_row[key] = where.repeat(len(captions), *[1] * (where.dim() - 1))
+    rows = len(per_row["text"])
+    # The images are drawn and written GENERATE_BATCH at a time (memory stays flat whatever
+    # --num); the grid keeps the first GRID_ROWS x GRID_COLUMNS of them.
+    shown_rows, shown_cols = min(rows, GRID_ROWS), min(cols, GRID_COLUMNS)
+    grids = {}  # suffix -> the images the grid shows, filled as they are drawn
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "grid.png"]
-    labelled_grid(readable(grid), cols, labels).save(paths[0])
-    files = [
-        (out_dir / f"c{k // cols:02d}_i{k % cols:02d}.png", img) for k, img in enumerate(images)
-    ]
-    if key:  # the same images with the location drawn on a copy
-        from t2igan.callbacks.location import draw_location
-
-        marked = draw_location(readable(images), key, cond[key])
-        paths.append(out_dir / "grid_location.png")
-        labelled_grid(marked, cols, labels).save(paths[-1])
-        files += [(p.with_name(p.stem + "_location.png"), m) for (p, _), m in zip(files, marked)]
-    for path, img in files:
-        paths.append(path)
-        labelled_grid(readable(img[None]), 1).save(path)
-    if key == "keypoints":  # the keypoints each image was drawn from, as --keypoints reads them
-        for k, kp in enumerate(cond[key]):
-            paths.append(out_dir / f"c{k // cols:02d}_i{k % cols:02d}.json")
-            paths[-1].write_text(keypoints_json(kp, names))
+    paths = [out_dir / f"grid{suffix}.png" for suffix in ("", "_location")[: 1 + bool(key)]]
+    kg_noise = torch.Generator().manual_seed(seed + 1)
+    for first in range(0, rows * cols, GENERATE_BATCH):
+        k = torch.arange(first, min(first + GENERATE_BATCH, rows * cols))
+        r, c = k // cols, k % cols  # image k: row k // cols, column k % cols
+        cond = {name: v[r] for name, v in per_row.items() if name != "text"}
+        z = noise[c.to(noise.device)]  # the same noise (style) in every row
+        if kg is not None:  # the given parts kept, the rest drawn from the caption and noise
+            kz = z if kg.z_dim == model.z_dim else kg.sample_noise(len(k), generator=kg_noise)
+            drawn = kg.complete(per_row["text"][r], kz, cond[key]).cpu()
+            cond[key] = drawable(drawn, DRAW_VISIBLE)
+        images = {"": readable(model.sample(per_row["text"][r], z, **cond).cpu())}
+        if key:  # the same images with the location drawn on a copy
+            images["_location"] = draw_location(images[""], key, cond[key])
+        for j, (row, col) in enumerate(zip(r.tolist(), c.tolist())):
+            stem = f"c{row:02d}_i{col:02d}"
+            for suffix, batch in images.items():
+                paths.append(out_dir / f"{stem}{suffix}.png")
+                labelled_grid(batch[j : j + 1], 1).save(paths[-1])
+                if row < shown_rows and col < shown_cols:
+                    grid = grids.setdefault(suffix, batch.new_zeros(shown_rows * shown_cols,
+                                                                    *batch.shape[1:]))  # fmt: skip
+                    grid[row * shown_cols + col] = batch[j]
+            if key == "keypoints":  # the keypoints it was drawn from, as --keypoints reads them
+                paths.append(out_dir / f"{stem}.json")
+                paths[-1].write_text(keypoints_json(cond[key][j], names))
+    shown_labels = labels[:shown_rows]
+    for suffix, grid in grids.items():
+        if top is not None:
+            grid = torch.cat([readable(top), grid])
+        row_labels = shown_labels if top is None else ["query images", *shown_labels]
+        if style_steps and top is not None:
+            row_labels[0] = "style images (left to right)"
+        labelled_grid(grid, shown_cols, row_labels).save(out_dir / f"grid{suffix}.png")
     remove_earlier_files(out_dir, paths)
     return paths
 
@@ -503,14 +543,36 @@ def check_location(
 def remove_earlier_files(out_dir: Path, paths: list[Path]) -> None:
     """Remove the files an earlier ``generate`` wrote to ``out_dir`` beside ``paths`` (more
     captions or images than now), naming them in a warning."""
+    written = {p.name for p in paths}
     earlier = sorted(p.name for p in out_dir.iterdir()
-                     if GENERATED_FILE.fullmatch(p.name) and p not in paths)  # fmt: skip
+                     if GENERATED_FILE.fullmatch(p.name) and p.name not in written)  # fmt: skip
     for name in earlier:
         (out_dir / name).unlink()
     if earlier:
         shown = ", ".join(earlier[:4]) + (", ..." if len(earlier) > 4 else "")
-        warn("generate", f"removed {len(earlier)} images of an earlier run from {out_dir}/ "
+        warn("generate", f"removed {files_said(earlier)} of an earlier run from {out_dir}/ "
              f"({shown}), so it holds this run's only")  # fmt: skip
+
+
+def files_said(names: list[str]) -> str:
+    """``N images`` (PNG files), and ``and M keypoint files`` (JSON) when there are any."""
+    images = sum(name.endswith(".png") for name in names)
+    others = len(names) - images
+    return f"{images} images" + (f" and {others} keypoint files (JSON)" if others else "")
+
+
+def generate_summary(out: str | Path, paths: list[Path]) -> str:
+    """What ``t2igan generate`` says it wrote: how many images and other files, where, and
+    what the grid shows when it holds only the first :data:`GRID_ROWS` x :data:`GRID_COLUMNS`."""
+    cells = [m for p in paths if (m := re.fullmatch(r"c(\d+)_i(\d+)\.png", p.name))]
+    rows = 1 + max(int(m[1]) for m in cells)
+    cols = 1 + max(int(m[2]) for m in cells)
+    line = f"wrote {files_said([p.name for p in paths])} to {Path(out)}/ (grid: {paths[0]}"
+    cut = [f"the first {limit} of {n} {what}" for n, limit, what in
+           ((cols, GRID_COLUMNS, "images per row"), (rows, GRID_ROWS, "rows")) if n > limit]  # fmt: skip
+    if cut:
+        line += f" shows {' and '.join(cut)}; every image is its own cCC_iII.png file"
+    return line + ")"
 
 
 def app_main(argv: list[str]) -> None:
@@ -559,7 +621,7 @@ def generate_main(argv: list[str]) -> None:
     paths = generate(a.ckpt, a.caption, a.num, a.seed, a.out, a.device, a.style_image,
                      a.style_steps, a.style_rescale, a.text_encoder, a.box,
                      a.keypoints, a.keypoint_generator)  # fmt: skip
-    print(f"wrote {len(paths)} images to {Path(a.out)}/ (grid: {paths[0]})")
+    print(generate_summary(a.out, paths))
 
 
 #: Subcommands beside LightningCLI's fit / validate / test / predict: name -> main(argv).

@@ -17,11 +17,12 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from t2igan.classpath import import_class
+from t2igan.classpath import FILE_CLASSES, import_class
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,23 @@ class TextEncoder(ABC):
         return digest.hexdigest()[:20]
 
 
-def encoder_from_spec(spec: dict) -> TextEncoder:
-    """Rebuild a text encoder from :meth:`TextEncoder.spec`."""
-    return import_class(spec["class_path"], TextEncoder)(**spec.get("init_args", {}))
+def encoder_from_spec(
+    spec: dict, source: str | None = None, allowed: Iterable[str] | None = FILE_CLASSES
+) -> TextEncoder:
+    """Rebuild a text encoder from :meth:`TextEncoder.spec`. Its class path is checked before
+    anything is imported (:func:`t2igan.classpath.import_class`): by default it must name one
+    of t2igan's encoders (or one already imported), as a spec read from a file (a checkpoint)
+    must; ``source`` names that file in the error. A spec the user gave on the command line
+    takes ``allowed=None``."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("init_args", {}), dict):
+        raise ValueError(f"{source or 'the text encoder spec'}: not a text-encoder spec "
+                         '({"class_path": ..., "init_args": {...}})')  # fmt: skip
+    cls = import_class(spec.get("class_path"), TextEncoder, allowed, source)
+    try:
+        return cls(**spec.get("init_args", {}))
+    except TypeError as err:  # arguments the class does not take
+        raise ValueError(f"{source or 'the text encoder spec'}: {spec['class_path']}: "
+                         f"{err}") from err  # fmt: skip
 
 
 def _bundled_minilm() -> str | None:

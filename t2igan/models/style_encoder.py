@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from t2igan.classpath import import_class
+from t2igan.classpath import check_class_path, check_class_paths, import_class
 from t2igan.models.base import TextToImageGAN, read_checkpoint, require_finite
 from t2igan.models.gan_int_cls import _levels, image_trunk
 from t2igan.nn import init_dcgan_weights
@@ -49,14 +49,15 @@ def reconstruction_loss(images: torch.Tensor, redrawn: torch.Tensor) -> torch.Te
     return (redrawn.float() - images.float()).pow(2).mean()
 
 
-def _build_gan(class_path: str, init_args: dict) -> TextToImageGAN:
+def _build_gan(class_path: str, init_args: dict, source: str) -> TextToImageGAN:
     """The GAN ``class_path(**init_args)`` with exactly ``init_args`` as its hyper-parameters.
+    ``class_path`` comes from a file (``source``): it is checked before it is imported.
 
     Under LightningCLI, every ``save_hyperparameters()`` called while the outer model is being
     built records the *outer* model's config; t2igan models build their networks from their
     arguments (never from ``hparams``), so the GAN is right and only its record needs setting.
     """
-    gan = import_class(class_path, TextToImageGAN)(**init_args)
+    gan = import_class(class_path, TextToImageGAN, source=source)(**init_args)
     gan.hparams.clear()
     gan.hparams.update(init_args)
     return gan
@@ -67,6 +68,9 @@ def _read_gan_checkpoint(path: str) -> tuple[dict, dict]:
     how = ("pass the checkpoint of a trained GAN, e.g. "
            "--model.init_args.generator_ckpt runs/quickstart/checkpoints/last.ckpt")  # fmt: skip
     ckpt, class_path = read_checkpoint(path, "generator_ckpt", how)
+    # every class the file names is checked before any is imported (this one, its text encoder)
+    check_class_path(class_path, source=f"generator_ckpt {path}")
+    check_class_paths(ckpt.get("hyper_parameters"), source=f"generator_ckpt {path}")
     if class_path.endswith(".StyleEncoderGAN"):
         # Retraining S on top of a style checkpoint: take the GAN it carries.
         gan = ckpt["hyper_parameters"]["gan"]
@@ -143,7 +147,9 @@ class StyleEncoderGAN(TextToImageGAN):
                     "(--model.init_args.generator_ckpt RUN/checkpoints/last.ckpt)"
                 )
             gan, state = _read_gan_checkpoint(generator_ckpt)
-        gan_model = _build_gan(gan["class_path"], gan["init_args"])
+        gan_model = _build_gan(gan["class_path"], gan["init_args"],
+                               f"generator_ckpt {generator_ckpt}" if state is not None
+                               else "the style-encoder checkpoint's gan entry")  # fmt: skip
         hp = gan["init_args"]
         for name, given in (("text_dim", text_dim), ("image_size", image_size),
                             ("text_encoder", text_encoder)):  # fmt: skip
