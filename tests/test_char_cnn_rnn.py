@@ -328,3 +328,10 @@ def test_trained_encoder_as_the_r_precision_pair(trained_encoder):
         trainer.strategy.connect(gan)
         trainer.save_checkpoint(path.parent / "gan.ckpt")
         SJEPair(path.parent / "gan.ckpt")
+
+
+def test_unencodable_caption_is_numbered_from_one():
+    from t2igan.models.char_cnn_rnn import check_encodable
+
+    with pytest.raises(ValueError, match=r"^caption 2 \('ééé'\)"):
+        check_encodable(["a red bird", "ééé"])

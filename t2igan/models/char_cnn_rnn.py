@@ -74,7 +74,7 @@ def encode_text(
 def check_encodable(captions: list[str], lowercase: bool = True, where: str = "") -> None:
     """A ValueError naming the first caption with no character of the alphabet (it would
     encode as all zeros: every such caption gets the same embedding)."""
-    for i, text in enumerate(captions):
+    for i, text in enumerate(captions, 1):
         text = text.lower() if lowercase else text
         if not any(c in _INDEX for c in text[:DOC_LENGTH]):
             raise ValueError(
