@@ -4,8 +4,10 @@ console script's answers that need no PyTorch (``--help``, ``--version``, a mist
 A command's expected failures (a missing file, a bad value, a model that does not load) are
 printed as ``t2igan <command>: <message>`` on stderr, with a hint that ``--debug`` (anywhere on
 the command line) or ``T2IGAN_DEBUG=1`` shows the traceback; other exceptions are bugs and keep
-theirs. Standard library only: ``t2igan --help`` answers at once, not after the ~10 s import of
-PyTorch and Lightning.
+theirs. Ctrl-C ends any command with ``t2igan <command>: interrupted`` and exit status 130 (the
+shell's for SIGINT), except while a trainer runs (``fit``, ``test``, ...): Lightning catches it
+there, stops the trainer gracefully and exits with status 1. Standard library only:
+``t2igan --help`` answers at once, not after the ~10 s import of PyTorch and Lightning.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from importlib.metadata import version
+from typing import NoReturn
 
 #: Every subcommand with its line in ``t2igan --help``.
 COMMANDS = {
@@ -34,6 +37,8 @@ COMMANDS = {
 #: FileNotFoundError; Lightning's MisconfigurationException is added by the CLI).
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
 DEBUG_HINT = "(run again with --debug for the traceback)"
+#: The exit status of a command stopped by Ctrl-C: 128 + SIGINT, as a shell reports it.
+INTERRUPTED = 130
 
 
 def debug_requested(argv: list[str]) -> bool:
@@ -57,9 +62,14 @@ def run_command(
     errors: tuple[type[BaseException], ...] = USER_ERRORS,
 ) -> None:  # fmt: skip
     """Run ``t2igan <command>``; an error of one of the ``errors`` types exits with status 1
-    after printing its first line (and the ``--debug`` hint), unless ``debug``."""
+    after printing its first line (and the ``--debug`` hint), and Ctrl-C with status
+    :data:`INTERRUPTED` after one line, unless ``debug``."""
     try:
         run()
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        interrupted(command)
     except errors as err:
         if debug:
             raise
@@ -72,6 +82,13 @@ def run_command(
         print(f"t2igan {command}: {lines[0]}", file=sys.stderr)
         print(DEBUG_HINT, file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def interrupted(command: str) -> NoReturn:
+    """Exit after Ctrl-C: one line, status :data:`INTERRUPTED`, no traceback. Files are
+    written atomically (a temporary file, then a rename), so none is left half-written."""
+    print(f"t2igan {command}: interrupted", file=sys.stderr)
+    raise SystemExit(INTERRUPTED)
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -113,7 +130,11 @@ def command_of(argv: list[str]) -> str:
 def main() -> None:
     """The ``t2igan`` console script: what :func:`command_of` answers without PyTorch, the rest
     by :func:`t2igan.cli.main`."""
-    command_of([a for a in sys.argv[1:] if a != "--debug"])
-    from t2igan.cli import main as run
-
+    command = command_of([a for a in sys.argv[1:] if a != "--debug"])
+    try:  # Ctrl-C while PyTorch loads: the same line as during the command
+        from t2igan.cli import main as run
+    except KeyboardInterrupt:
+        if debug_requested(sys.argv[1:]):
+            raise
+        interrupted(command)
     run()

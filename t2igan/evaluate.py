@@ -8,7 +8,10 @@ The data is the run's (``RUN/config.yaml``, its ``data`` section) unless ``--dat
 overrides it; the scores, their spread, the protocol and the SHA-256 of every weight file are
 printed and written to ``<checkpoint>.eval.json``. A metric whose weights are missing is skipped
 with an error naming the file and where it is published (the command then exits with status 1,
-after writing the scores it could compute). See docs/evaluation.md.
+after writing the scores it could compute). A weight file given for no metric asked for is named
+in a warning (``--inception-weights`` on synthetic birds, whose FID and KID use the bird
+classifier's features); a given ``--inception-weights`` file is checked all the same, before the
+model loads. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from t2igan.metrics.evaluation import (
     PROTOCOLS,
     EncoderPair,
     MissingWeightsError,
+    check_inception_weights,
     load_clip,
     load_inception,
     protocol_record,
@@ -267,9 +271,41 @@ def data_module(ckpt: Path, config: str | None, overrides: list[str]):
     return parser.instantiate_classes(cfg).data
 
 
+def unused_options(a, dataset: str) -> dict[str, str]:
+    """The weight files given on ``t2igan evaluate``'s command line ``a`` that none of its
+    ``--metrics`` on ``dataset`` reads: flag -> why."""
+    metrics = set(a.metrics)
+    # synthetic birds: FID and KID in the bird classifier's space, not Inception's
+    inception = {"fid", "kid"} if dataset != "synthetic" else set()
+    if a.is_inception is None:
+        inception.add("is")
+    unused = {}
+    if a.inception_weights is not None and not metrics & inception:
+        if dataset == "synthetic":
+            why = ("on synthetic birds FID and KID use the bird classifier's features; only is "
+                   "(without --is-inception) reads it")  # fmt: skip
+        else:
+            why = ("only is (without --is-inception), fid and kid read it, and --metrics asks for "
+                   "none of them")  # fmt: skip
+        unused["--inception-weights"] = why
+    for flag, value, metric in (("--is-inception", a.is_inception, "is"),
+                                ("--clip-model", a.clip_model, "clip_score"),
+                                ("--damsm-text-encoder", a.damsm_text_encoder, "r_precision"),
+                                ("--damsm-image-encoder", a.damsm_image_encoder, "r_precision"),
+                                ("--damsm-captions", a.damsm_captions, "r_precision"),
+                                ("--sje-ckpt", a.sje_ckpt, "r_precision")):  # fmt: skip
+        if value is not None and metric not in metrics:
+            unused[flag] = f"only {metric} reads it, and --metrics does not ask for {metric}"
+    damsm = (a.damsm_text_encoder, a.damsm_image_encoder, a.damsm_captions)
+    if a.sje_ckpt is not None and "r_precision" in metrics and any(damsm):
+        unused["--sje-ckpt"] = "r_precision uses the DAMSM files given instead"
+    return unused
+
+
 def evaluate(argv: list[str]) -> dict:
     """Run ``t2igan evaluate`` (see the module docstring); returns what it wrote."""
     from t2igan.cli import load_model, torch_device
+    from t2igan.models.base import read_checkpoint
 
     p = CommandParser(prog="t2igan evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--ckpt", required=True, help="checkpoint of a t2igan run")
@@ -300,13 +336,19 @@ def evaluate(argv: list[str]) -> dict:
     bad = [o for o in overrides if o.startswith("--") and not o.startswith("--data.")]
     if bad:
         p.error(f"unknown option {bad[0]} (data options are --data.KEY VALUE)")
-    ckpt = Path(a.ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"--ckpt {ckpt} does not exist: pass a checkpoint that `t2igan "
-                                "fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt")  # fmt: skip
     if a.num_samples is not None and a.num_samples < 1:
         raise ValueError(f"--num-samples must be at least 1, got {a.num_samples}")
+    if a.batch_size < 1:
+        raise ValueError(f"--batch-size is the images per sampling batch: at least 1, got "
+                         f"{a.batch_size}")  # fmt: skip
+    ckpt = Path(a.ckpt)
+    read_checkpoint(ckpt, "--ckpt", "pass a checkpoint that `t2igan fit` wrote, e.g. "
+                    "runs/quickstart/checkpoints/last.ckpt")  # fmt: skip
     dm = data_module(ckpt, a.config, overrides)
+    for flag, why in unused_options(a, dm.dataset).items():
+        warn("evaluate", f"{flag} is not read: {why}")
+    if a.inception_weights is not None:  # a wrong file fails now, not after the sampling
+        check_inception_weights(a.inception_weights)
     model = load_model(ckpt, torch_device(a.device))
     base = PROTOCOLS[dm.dataset]
     overridden = {k: v for k, v in (("num_samples", a.num_samples), ("split", a.split))

@@ -193,8 +193,8 @@ def test_resume_path_checks_before_a_fit_starts(tmp_path):
     torch.save({"epoch": 3}, folder / "epoch=0003.ckpt")
     time.sleep(0.01)
     (folder / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match=r"last.ckpt is truncated or not a checkpoint: resume "
-                       r"from .*epoch=0003.ckpt instead"):  # fmt: skip
+    with pytest.raises(ValueError, match=r"last.ckpt is not a checkpoint \(torch.save's zip "
+                       r"format\) or is cut short; resume from .*epoch=0003.ckpt instead"):  # fmt: skip
         resume_path(folder, "last")
     assert resume_path(folder, str(folder / "epoch=0003.ckpt")) == str(folder / "epoch=0003.ckpt")
     assert resume_path(folder, None) is None

@@ -15,6 +15,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from t2igan.data.files import remove_stale_tmp
+from t2igan.models.base import load_checkpoint_file, written_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,31 @@ def newest_intact(folder: str | Path, exclude: Path | None = None) -> Path | Non
     return next((p for p in files if p != exclude and is_intact(p)), None)
 
 
+#: How to get a checkpoint to resume from: in the error for one that is missing.
+HOW_TO_RESUME = ("pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/"
+                 "last.ckpt, or --ckpt_path last for the run's own")  # fmt: skip
+
+
+def check_ckpt_path(path: str | Path) -> None:
+    """A one-line error when the file ``--ckpt_path`` names cannot be resumed from: a folder, a
+    missing file, not a checkpoint (a text file, a cut-short copy), one that holds pickled
+    objects (never loaded) or is damaged; the newest intact checkpoint beside it (in it, for a
+    folder) is named instead, if there is one."""
+    path = Path(path)
+    try:
+        load_checkpoint_file(path, "--ckpt_path", HOW_TO_RESUME)
+    except ValueError as err:
+        folder = path if path.is_dir() else path.parent  # a folder: the newest in it
+        other = newest_intact(folder, exclude=path) if folder.is_dir() else None
+        if other is None:
+            raise
+        raise ValueError(f"{err}; resume from {other} instead") from err
+
+
 def resume_path(checkpoint_dir: str | Path, ckpt_path: str | None) -> str | None:
     """The file ``--ckpt_path`` names, checked before a fit starts: ``last`` is
-    ``checkpoint_dir/last.ckpt``, which must exist (no silent fresh start); a checkpoint that
-    does not load is refused with the newest intact one named instead."""
+    ``checkpoint_dir/last.ckpt``, which must exist (no silent fresh start); a file that does not
+    load is refused (:func:`check_ckpt_path`)."""
     if ckpt_path is None:
         return None
     folder = Path(checkpoint_dir)
@@ -90,12 +112,7 @@ def resume_path(checkpoint_dir: str | Path, ckpt_path: str | None) -> str | None
             )
     else:
         path = Path(ckpt_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-    if not is_intact(path):
-        other = newest_intact(path.parent, exclude=path)
-        hint = f"resume from {other} instead" if other else "no intact checkpoint is beside it"
-        raise ValueError(f"{path} is truncated or not a checkpoint: {hint}")
+    check_ckpt_path(path)
     return str(path)
 
 
@@ -166,10 +183,15 @@ class RunCheckpoint(ModelCheckpoint):
         bad = [n for n, p in trainer.lightning_module.state_dict().items()
                if p.is_floating_point() and not torch.isfinite(p).all()]  # fmt: skip
         if bad:
+            self.last_model_path = written_checkpoint(self)  # "" if it names no file yet
+            if self.last_model_path:
+                kept = (f"The last finite checkpoint is {self.last_model_path}: resume from it "
+                        "with --ckpt_path and a lower learning rate")  # fmt: skip
+            else:
+                kept = "No checkpoint was written before it: lower the learning rate"
             raise NonFiniteStateError(
                 f"{len(bad)} weights are not finite at epoch {trainer.current_epoch} (e.g. "
-                f"{bad[0]}); not saving {filepath}. The last finite checkpoint is "
-                f"{self.last_model_path or 'none'}"
+                f"{bad[0]}); not saving {filepath}. {kept}."
             )
         super()._save_checkpoint(trainer, filepath)
 

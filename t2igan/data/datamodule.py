@@ -131,6 +131,22 @@ class T2IDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.images = images
+        sizes = {"image_size": image_size, "batch_size": batch_size, "num_captions": num_captions}
+        if dataset == "synthetic":  # the other datasets have the images they have
+            sizes.update(num_images=num_images, num_eval_images=num_eval_images)
+        for name, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"--data.{name} must be at least 1, got {value}")
+        if load_size is not None and load_size < image_size:
+            raise ValueError(f"--data.load_size {load_size} is smaller than --data.image_size "
+                             f"{image_size}: images are resized to load_size, then cropped to "
+                             "image_size (leave load_size out for no crop)")  # fmt: skip
+        if num_workers < 0:
+            raise ValueError(f"--data.num_workers must be 0 (load in the main process) or more, "
+                             f"got {num_workers}")  # fmt: skip
+        if captions_per_image is not None and captions_per_image < 1:
+            raise ValueError(f"--data.captions_per_image must be at least 1, got "
+                             f"{captions_per_image}")  # fmt: skip
         if max_words < 1:
             raise ValueError(f"--data.max_words must be at least 1, got {max_words}")
         if caption_words is not None and not (0 <= caption_words[0] < caption_words[1]):

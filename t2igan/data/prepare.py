@@ -388,6 +388,13 @@ def prepare(dataset: str, root: str | Path = "data", source: str | Path | None =
             folder that holds test classes only; the data module then runs ``test`` from it.
         options: the reader's options (split, bbox_crop, captions_per_image, ...).
     """
+    # checked before anything is read: a bad size would otherwise fail after every image
+    if load_size < 1:
+        raise ValueError(f"--load-size is the side of the stored images: at least 1 pixel, got "
+                         f"{load_size}")  # fmt: skip
+    if options.get("captions_per_image") is not None and options["captions_per_image"] < 1:
+        raise ValueError(f"--captions-per-image must be at least 1, got "
+                         f"{options['captions_per_image']}")  # fmt: skip
     wanted = parse_splits(splits)
     options = {k: v for k, v in options.items() if v is not None}
     source = find_source(dataset, root, source)
@@ -490,7 +497,9 @@ def prepare_main(argv: list[str]) -> None:
     except ValueError as err:
         parser.error(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    encoder = encoder_from_spec({"class_path": a.text_encoder}) if a.text_encoder else None
+    encoder = None
+    if a.text_encoder:  # the user's own class path, not one read from a file
+        encoder = encoder_from_spec({"class_path": a.text_encoder}, "--text-encoder", allowed=None)
     options = reader_options(a.dataset, a.split, a.bbox_crop, a.captions_per_image, a.captions,
                              a.embeddings, a.skip_missing)  # fmt: skip
     path = prepare(a.dataset, a.root, a.source, a.load_size, encoder, a.force, splits,

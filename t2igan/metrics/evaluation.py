@@ -103,20 +103,27 @@ def load_inception(path: str | Path | None) -> tuple[nn.Module, nn.Module]:
     """
     from torchmetrics.image.fid import NoTrainInceptionV3
 
+    path = check_inception_weights(path)
+    net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(path))
+    return Select(net, 0, 2048), Select(net, 1, 1008)
+
+
+def check_inception_weights(path: str | Path | None) -> Path:
+    """``path`` once it is known to hold torch-fidelity's Inception-v3 state dict: a
+    :class:`MissingWeightsError` when it is not there, a ValueError when it holds something
+    else (a text file, another network)."""
     path = require(path, "--inception-weights", "inception")
     # torch-fidelity reads the file with weights_only=False: check first that it is plain
     # tensors (a file that unpickles anything else is refused here, not run).
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same answer
-        raise ValueError(
-            f"--inception-weights {path} is not a PyTorch state dict ({err})"
-        ) from None
+    except Exception:  # noqa: BLE001 - any unreadable file gets the same answer
+        raise ValueError(f"--inception-weights {path} is not a PyTorch state dict of tensors: it "
+                         f"needs {PUBLISHED['inception']}") from None  # fmt: skip
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise ValueError(f"--inception-weights {path} is not torch-fidelity's Inception-v3 "
                          f"state dict: it needs {PUBLISHED['inception']}")  # fmt: skip
-    net = NoTrainInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(path))
-    return Select(net, 0, 2048), Select(net, 1, 1008)
+    return path
 
 
 def _projected(output) -> torch.Tensor:

@@ -12,7 +12,11 @@ one it does not, raises a ValueError naming it (:meth:`TextToImageModel.check_co
 It also records in every checkpoint the model's class (``t2igan generate`` loads any model) and
 every rank's random-number state (``--ckpt_path last`` resumes exactly), gives each rank of a
 multi-process run its own random streams, and runs the validation, test and predict steps
-(:meth:`TextToImageModel.evaluation_step` says what a model scores).
+(:meth:`TextToImageModel.evaluation_step` says what a model scores). In training it warns once
+when a loss or a weight explodes (:data:`DIVERGING_LOSS`, :data:`DIVERGING_WEIGHT_RMS`: the run
+goes on; a NaN or infinite loss stops it, :func:`require_finite`), and a resumed fit trains
+with the learning rates of its own arguments, not those its checkpoint's optimisers were saved
+with.
 
 A :class:`TextToImageGAN` owns a generator and a discriminator and trains them with manual
 optimisation: per batch, one discriminator step then one generator step, each inside
@@ -28,11 +32,15 @@ For subclasses: pass the base's arguments on to ``__init__`` (it keeps them; it 
 one under LightningCLI records the outer config), and, for a GAN, return ``[D, G]`` optimiser
 pairs from :meth:`configure_optimizers` (:meth:`optimiser_pair`); a model that trains in stages
 says which pair trains now with :meth:`current_pair`. Under DDP each rank draws its own random
-numbers (:meth:`setup`) and checkpoints keep every rank's RNG state.
+numbers (:meth:`setup`) and checkpoints keep every rank's RNG state. A subclass that overrides
+``setup``, ``on_fit_start``, ``on_save_checkpoint``, ``on_load_checkpoint`` or
+``on_train_batch_end`` calls the base's.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 from pathlib import Path
 
@@ -119,10 +127,12 @@ class EpochDecay(LRScheduler):
         self.__dict__.update(keep)
 
 
-def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict, str]:
-    """``(checkpoint, class_path)`` of a t2igan checkpoint, loaded on the CPU with
-    ``weights_only=True`` (tensors and plain data only: no code runs from the file). Errors name
-    the file; a missing one also says ``how_to_get`` it. ``what`` names the argument."""
+def load_checkpoint_file(path: str | Path, what: str, how_to_get: str) -> dict:
+    """The checkpoint file ``path``, loaded on the CPU with ``weights_only=True`` (tensors and
+    plain data only: no code runs from the file), or a one-line error that names the file and
+    what is wrong with it: a folder, missing (then also ``how_to_get`` it), not torch.save's
+    format (a text file, a cut-short copy), holding pickled objects, damaged. ``what`` names
+    the argument (``--ckpt_path``)."""
     import pickle
     import zipfile
 
@@ -137,8 +147,8 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
             f"{what} {path} is not a checkpoint (torch.save's zip format) or is cut short"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # never advice to load it with weights_only=False
         raise ValueError(
             f"{what} {path} holds pickled Python objects, not only tensors and plain data, so "
             "it is not loaded (loading it could run code): pass a checkpoint that t2igan wrote"
@@ -147,6 +157,13 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
         raise ValueError(
             f"{what} {path} cannot be read ({str(err).splitlines()[0]}); is it complete?"
         ) from err
+
+
+def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict, str]:
+    """``(checkpoint, class_path)`` of a t2igan checkpoint whose weights are all finite, loaded
+    by :func:`load_checkpoint_file` (whose errors name the file; a missing one also says
+    ``how_to_get`` it). ``what`` names the argument."""
+    ckpt = load_checkpoint_file(path, what, how_to_get)
     meta = ckpt.get("t2igan") if isinstance(ckpt, dict) else None
     if meta is None:
         raise ValueError(f"{path} is not a t2igan checkpoint (no 't2igan' entry)")
@@ -162,20 +179,81 @@ class NonFiniteLossError(RuntimeError):
     """A training loss is NaN or infinite: the run stops before the optimiser applies it."""
 
 
+#: A training loss larger than this (in absolute value) is taken as a sign that the run is
+#: diverging, and warned of once (training goes on): the GANs' losses are of order 1 and
+#: alignDRAW's bound a few thousand nats per image, while a learning rate of 1e3 takes the
+#: quickstart's losses to 1e7-1e8 in its first batch.
+DIVERGING_LOSS = 1e6
+#: A trained parameter tensor whose root mean square exceeds this is taken as exploding, and
+#: warned of once: healthy weights stay near 1 or below (convolutions about 0.02-0.5,
+#: BatchNorm scales about 1), while a learning rate of 1e3 takes them past 1e3 in one batch.
+DIVERGING_WEIGHT_RMS = 100.0
+#: The weights are checked every this many training batches, from each epoch's first: one
+#: reduction over the parameters and one host-device synchronisation.
+WEIGHT_CHECK_EVERY = 100
+
+
+def written_checkpoint(callback) -> str:
+    """The checkpoint file a ``ModelCheckpoint`` wrote last (``last_model_path``) if it is on
+    disk, else an empty string: the callback names the file before it writes it, so a refused
+    or failed first write leaves the name of a file that does not exist."""
+    from lightning.fabric.utilities.cloud_io import get_filesystem
+
+    last = getattr(callback, "last_model_path", "") or ""
+    return last if last and get_filesystem(last).exists(last) else ""
+
+
+def warn_diverging(module: L.LightningModule, what: str, batch_idx: int) -> None:
+    """Warn, once per fit, that ``what`` (a loss or a weight and its value) says the run is
+    diverging, with where and the learning rate to lower."""
+    if getattr(module, "_warned_diverging", False):
+        return
+    module._warned_diverging = True
+    trainer = module._trainer
+    lrs = sorted({float(g["lr"]) for opt in (trainer.optimizers if trainer else [])
+                  for g in opt.param_groups})  # fmt: skip
+    now = f" (now {', '.join(f'{lr:g}' for lr in lrs)})" if lrs else ""
+    rank_zero_warn(
+        f"{what} at epoch {module.current_epoch}, batch {batch_idx}: the run is diverging; "
+        f"lower the learning rate{now}, e.g. --model.init_args.lr. Training goes on (warned "
+        "once per fit)."
+    )
+
+
 def require_finite(module: L.LightningModule, name: str, loss: torch.Tensor, batch_idx: int):
     """Stop training with a :class:`NonFiniteLossError` naming the loss, the epoch and the batch
     when ``loss`` is not finite (a diverged run would otherwise train on to the end and save
-    NaN weights). Costs one host-device synchronisation per call on a GPU."""
-    if bool(torch.isfinite(loss.detach()).all()):
+    NaN weights), and warn once (:func:`warn_diverging`) when it is larger than
+    :data:`DIVERGING_LOSS`. Costs one host-device synchronisation per call on a GPU."""
+    value = float(loss.detach().abs().max())
+    if math.isfinite(value):
+        if value > DIVERGING_LOSS:
+            warn_diverging(module, f"{name} is {value:.3g}, above {DIVERGING_LOSS:g},", batch_idx)
         return
     trainer = module._trainer
-    last = getattr(trainer.checkpoint_callback, "last_model_path", "") if trainer else ""
-    kept = f"the last checkpoint, {last}, is finite" if last else "no checkpoint was written yet"
+    last = written_checkpoint(trainer.checkpoint_callback if trainer else None)
+    if last:
+        kept = (f"the last checkpoint, {last}, is finite. Lower the learning rate and resume from "
+                "it with --ckpt_path")  # fmt: skip
+    else:
+        kept = "no checkpoint was written. Lower the learning rate"
     raise NonFiniteLossError(
-        f"{name} is {float(loss)} at epoch {module.current_epoch}, batch {batch_idx} (global "
-        f"step {module.global_step}): training stopped; {kept}. Lower the learning rate, or "
-        "resume from it with --ckpt_path."
+        f"{name} is {value} at epoch {module.current_epoch}, batch {batch_idx} (global step "
+        f"{module.global_step}): training stopped; {kept}."
     )
+
+
+def exploding_weight(module: nn.Module) -> tuple[str, float] | None:
+    """The trained parameter with the largest root mean square and that value, when it is above
+    :data:`DIVERGING_WEIGHT_RMS`; else None."""
+    params = [(n, p) for n, p in module.named_parameters()
+              if p.requires_grad and p.is_floating_point() and p.numel()]  # fmt: skip
+    if not params:
+        return None
+    rms = torch.stack([torch.linalg.vector_norm(p.detach().float()) / p.numel() ** 0.5
+                       for _, p in params])  # fmt: skip
+    top, i = (float(v) for v in torch.max(rms, 0))  # one synchronisation
+    return (params[int(i)][0], top) if top > DIVERGING_WEIGHT_RMS else None
 
 
 class TextToImageModel(L.LightningModule):
@@ -207,6 +285,9 @@ class TextToImageModel(L.LightningModule):
         self.image_size = image_size
         self.z_dim = z_dim
         self.text_encoder_spec = text_encoder
+        self._fit_lrs: list[list[float]] | None = None  # what this fit configured (on_fit_start)
+        self._resumed: dict | None = None  # a checkpoint whose optimiser states are to load
+        self._warned_diverging = False
 
     # ------------------------------------------------------- sampling interface
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -279,6 +360,7 @@ class TextToImageModel(L.LightningModule):
 
     # ------------------------------------------------------ multi-process runs
     def setup(self, stage: str) -> None:
+        self._fit_lrs, self._resumed = None, None
         dm = getattr(self.trainer, "datamodule", None)
         if self.needs_images and not getattr(dm, "has_images", True):
             if not getattr(dm, "images", True):
@@ -314,8 +396,15 @@ class TextToImageModel(L.LightningModule):
             "rng": states[0],
             "rng_per_rank": states,
         }
+        if self._fit_lrs is not None:  # the rates a resume compares its own with
+            checkpoint["t2igan"]["fit_lrs"] = self._fit_lrs
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            # its optimiser states load after on_fit_start (most strategies) or before it
+            self._resumed = checkpoint
+            if self._fit_lrs is not None:
+                self._take_new_lrs()
         meta = checkpoint.get("t2igan", {})
         states = meta.get("rng_per_rank") or ([meta["rng"]] if meta.get("rng") else [])
         if not states or self._trainer is None:  # plain weight loading: leave the RNGs alone
@@ -337,6 +426,76 @@ class TextToImageModel(L.LightningModule):
         else:  # a rank the checkpoint did not have: rank 0's state, then a stream of its own
             set_rng_state(states[0])
             seed_rank(rank)
+
+    # ------------------------------------------------------- learning rates, divergence
+    def on_fit_start(self) -> None:
+        # Lightning has just built the optimisers from this run's arguments; a resumed fit
+        # loads the checkpoint's states into them next, learning rates included. A schedule
+        # keeps the rate it was built with as "initial_lr" ("lr" is already its epoch 0 rate).
+        self._fit_lrs = [[float(g.get("initial_lr", g["lr"])) for g in opt.param_groups]
+                         for opt in self.trainer.optimizers]  # fmt: skip
+        self._warned_diverging = False
+        if self._resumed is not None:
+            self._take_new_lrs()
+
+    def _take_new_lrs(self) -> None:
+        """A resumed fit trains with its own learning rates (``--model.init_args.lr``), not
+        those its checkpoint's optimiser states were saved with: where they differ, the states
+        about to load are changed to this run's rates, each scaled by the decay its schedule (or
+        the model's own rule) had reached (``lr * new / old``, the schedule's base rates alike),
+        with a warning naming the old and new rates."""
+        ckpt, self._resumed = self._resumed, None
+        saved = ckpt.get("optimizer_states") or []
+        if len(saved) != len(self._fit_lrs):
+            return  # Lightning refuses the checkpoint itself
+        recorded = ckpt.get("t2igan", {}).get("fit_lrs")
+        opts = self.trainer.optimizers
+        schedules = []  # (the optimiser it schedules, its state about to load)
+        for config, state in zip(self.trainer.lr_scheduler_configs, ckpt.get("lr_schedulers", [])):
+            k = next((k for k, o in enumerate(opts) if o is config.scheduler.optimizer), None)
+            schedules.append((k, state))
+        changed = []
+        for k, (opt_state, new_lrs) in enumerate(zip(saved, self._fit_lrs)):
+            groups = opt_state.get("param_groups", [])
+            if len(groups) != len(new_lrs):
+                continue
+            for g, (group, new) in enumerate(zip(groups, new_lrs)):
+                # what the saved run configured: recorded, or where a schedule keeps it
+                try:
+                    old = recorded[k][g]
+                except (TypeError, IndexError):  # an older checkpoint, without the record
+                    old = group.get("initial_lr")
+                if not old or math.isclose(old, new, rel_tol=1e-6):
+                    continue
+                scale = new / old
+                group["lr"] = float(group["lr"]) * scale
+                if "initial_lr" in group:
+                    group["initial_lr"] = new
+                for sched_state in (st for j, st in schedules if j == k):
+                    for key in ("base_lrs", "_last_lr"):
+                        if g < len(sched_state.get(key) or []):
+                            sched_state[key][g] = float(sched_state[key][g]) * scale
+                changed.append(f"{self._optimiser_name(opts[k], k)} {old:g} -> {new:g}")
+        if changed:
+            rank_zero_warn(
+                f"{self.trainer.ckpt_path or 'the checkpoint'} was trained at other learning "
+                f"rates than this run's: {', '.join(changed)}. The resumed optimisers take this "
+                "run's (scaled by any decay reached so far)."
+            )
+
+    def _optimiser_name(self, opt: torch.optim.Optimizer, k: int) -> str:
+        """What optimiser ``k`` trains: the longest module path all its parameters share."""
+        names = {id(p): n.split(".") for n, p in self.named_parameters()}
+        paths = [names.get(id(p), []) for g in opt.param_groups for p in g["params"]]
+        shared = os.path.commonprefix(paths) if paths else []
+        return ".".join(shared) if shared else f"optimiser {k}"
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx % WEIGHT_CHECK_EVERY == 0 and not self._warned_diverging:
+            found = exploding_weight(self)
+            if found:
+                warn_diverging(self, f"the weights {found[0]} have a root mean square of "
+                               f"{found[1]:.3g}, above {DIVERGING_WEIGHT_RMS:g},", batch_idx)  # fmt: skip
 
 
 class TextToImageGAN(TextToImageModel):
