@@ -31,7 +31,12 @@ from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from t2igan.callbacks.checkpoint import checkpoint_dir, resume_path, use_atomic_checkpoints
+from t2igan.callbacks.checkpoint import (
+    check_ckpt_path,
+    checkpoint_dir,
+    resume_path,
+    use_atomic_checkpoints,
+)
 from t2igan.callbacks.location import drawable, part_names
 from t2igan.callbacks.run_config import SaveRunConfig
 from t2igan.classpath import check_class_path, check_class_paths, import_class, imported_class
@@ -86,6 +91,22 @@ class T2IGANCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)
         return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads an explicit ``--ckpt_path``'s hyper-parameters here, before
+        ``before_fit``. The file is checked first: one line for a file that is not a checkpoint,
+        and its class paths are refused before jsonargparse would import them unless they are
+        t2igan's. ``fit`` then builds the model from its config and command line, as
+        ``--ckpt_path last`` does, so a resumed run takes changed arguments (a new learning rate
+        applies to the restored optimisers); validate, test and predict take the checkpoint's."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is None or path == "last":  # `last` is resolved in before_fit
+            return
+        ckpt = check_ckpt_path(path)
+        check_class_paths(ckpt.get("hyper_parameters"), source=f"--ckpt_path {path}")
+        if subcommand != "fit":
+            super()._parse_ckpt_path()
 
     def _check_ckpt_path(self) -> None:
         config = self.config_init[self.subcommand]

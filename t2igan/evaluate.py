@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import yaml
 
+from t2igan.classpath import check_class_paths
 from t2igan.command import CommandParser, warn
 from t2igan.metrics.evaluation import (
     PROTOCOLS,
@@ -258,6 +259,8 @@ def data_module(ckpt: Path, config: str | None, overrides: list[str]):
     parser.add_class_arguments(T2IDataModule, "data")
     if path.is_file():
         run = yaml.safe_load(path.read_text()) or {}
+        if not config:  # the run's own file, not one the user named: t2igan's classes only
+            check_class_paths(run.get("data"), source=str(path))
         parser.set_defaults({f"data.{k}": v for k, v in (run.get("data") or {}).items()})
     elif config:
         raise FileNotFoundError(f"--config {config} does not exist")

@@ -144,3 +144,20 @@ def test_python_m_generate_does_not_run_a_module_from_the_current_folder(ckpt, t
     assert proc.returncode == 1 and proc.stderr.splitlines() == [
         f"t2igan generate: checkpoint crafted.ckpt names the class evilmod.Model, {REFUSED}; "
         "pass a file that t2igan wrote", DEBUG_HINT]  # fmt: skip
+
+
+def test_evaluate_refuses_a_run_config_naming_a_foreign_text_encoder(ckpt, tmp_path, capsys):
+    """evaluate reads the run's config.yaml beside checkpoints/: its data.text_encoder class is
+    checked before jsonargparse would import it."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    copy = run / "checkpoints" / "last.ckpt"
+    copy.write_bytes(ckpt.read_bytes())
+    (run / "config.yaml").write_text("data:\n  dataset: synthetic\n  text_encoder:\n"
+                                     "    class_path: this.Encoder\n")  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--ckpt", str(copy), "--metrics", "fid"])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "warning" not in ln]
+    assert lines[0].startswith(f"t2igan evaluate: {run / 'config.yaml'} names the class "
+                               "this.Encoder, which is not t2igan's")  # fmt: skip
+    assert "this" not in sys.modules

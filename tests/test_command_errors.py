@@ -5,6 +5,7 @@ slow work; Ctrl-C is one line and exit status 130; an option that does not apply
 from __future__ import annotations
 
 import signal
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -66,9 +67,6 @@ def test_ckpt_path_last_that_is_not_a_checkpoint_is_one_line(command, file, prob
     assert "weights_only" not in "\n".join(lines)  # never advice to load a file unsafely
 
 
-@pytest.mark.xfail(strict=True, reason="needs t2igan/cli.py to check --ckpt_path before "
-                   "LightningCLI._parse_ckpt_path loads it (T2IGANCLI._parse_ckpt_path calling "
-                   "t2igan.callbacks.checkpoint.check_ckpt_path)")  # fmt: skip
 @pytest.mark.parametrize("command, file, problem", [("fit", "notes.txt", NOT_A_CKPT),
                                                      ("test", "pickled.ckpt", PICKLED)])  # fmt: skip
 def test_ckpt_path_file_that_is_not_a_checkpoint_is_one_line(command, file, problem, data_root,
@@ -78,6 +76,35 @@ def test_ckpt_path_file_that_is_not_a_checkpoint_is_one_line(command, file, prob
                          str(data_root), *SMALL, "--ckpt_path", file], capsys)  # fmt: skip
     assert (code, ours(lines)) == (1, [f"t2igan {command}: --ckpt_path {file} {problem}"])
     assert "weights_only" not in "\n".join(lines)
+
+
+def test_fit_from_an_explicit_checkpoint_takes_the_command_lines_model_arguments(
+    data_root, tmp_path, capsys
+):  # fmt: skip
+    """LightningCLI would lay the checkpoint's hyper-parameters over the command line's for an
+    explicit --ckpt_path; fit takes the command line's, as with --ckpt_path last, so the new
+    learning rate trains and is what the next checkpoint records."""
+    run = [*TINY_DATA, "--data.root", str(data_root), *SMALL, "--trainer.max_epochs"]
+    main(["fit", "--config", QUICKSTART, *run, "1", "--trainer.default_root_dir",
+          str(tmp_path / "a")])  # fmt: skip
+    first = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    main(["fit", "--config", QUICKSTART, *run, "2", "--trainer.default_root_dir",
+          str(tmp_path / "b"), "--ckpt_path", str(first), "--model.init_args.lr", "0.001"])  # fmt: skip
+    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["lr"] == 0.001 and ckpt["epoch"] == 1
+    assert [o["param_groups"][0]["lr"] for o in ckpt["optimizer_states"]] == [0.001, 0.001]
+
+
+def test_an_explicit_checkpoint_naming_a_foreign_class_is_refused_before_import(
+    data_root, tmp_path, capsys
+):  # fmt: skip
+    ckpt = tmp_path / "crafted.ckpt"
+    torch.save({"t2igan": {"class_path": "t2igan.models.GANINTCLS"}, "state_dict": {},
+                "hyper_parameters": {"_class_path": "this.Model"}}, ckpt)  # fmt: skip
+    code, lines = fails(["test", "--config", QUICKSTART, *TINY_DATA, "--data.root",
+                         str(data_root), *SMALL, "--ckpt_path", str(ckpt)], capsys)  # fmt: skip
+    assert code == 1 and "this.Model" in ours(lines)[0] and "not t2igan's" in ours(lines)[0]
+    assert "this" not in sys.modules
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -152,8 +179,8 @@ EMBED_ERRORS = {
                          "it takes dim, ngrams"),
     "misspelt argument": ('{"dm": 5}', "--init-args: HashingEncoder takes no argument 'dm' (did "
                           "you mean dim?); it takes dim, ngrams"),
-    "zero size": ('{"dim": 0}', "--init-args: HashingEncoder would give 0-d embeddings: its size "
-                  "must be at least 1"),
+    "zero size": ('{"dim": 0}', "HashingEncoder takes dim >= 1 and ngrams >= 1 (got dim 0, "
+                  "ngrams 2): with none, every caption embeds as zeros"),
     "not an object": ("[5]", """--init-args '[5]': give a JSON object of the encoder's """
                       """arguments, e.g. '{"dim": 512}'"""),
 }  # fmt: skip

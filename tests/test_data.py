@@ -116,3 +116,18 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="unknown dataset"):
         T2IDataModule(dataset="imagenet", root=str(tmp_path), text_encoder=HashingEncoder())
+
+
+def test_table_errors_name_the_line_an_editor_shows(tmp_path):
+    from t2igan.data.files import read_table
+
+    path = tmp_path / "images.txt"
+    path.write_text("1 a.jpg\n\n2\n")  # line 3 lacks its field; line 2 is blank
+    with pytest.raises(ValueError, match=r"images.txt, line 3: expected 2 fields"):
+        read_table(path, 2)
+
+
+@pytest.mark.parametrize("args", [{"dim": 0}, {"ngrams": 0}])
+def test_hashing_encoder_refuses_sizes_that_embed_nothing(args):
+    with pytest.raises(ValueError, match="every caption embeds as zeros"):
+        HashingEncoder(**args)

@@ -80,14 +80,15 @@ HOW_TO_RESUME = ("pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstar
                  "last.ckpt, or --ckpt_path last for the run's own")  # fmt: skip
 
 
-def check_ckpt_path(path: str | Path) -> None:
-    """A one-line error when the file ``--ckpt_path`` names cannot be resumed from: a folder, a
-    missing file, not a checkpoint (a text file, a cut-short copy), one that holds pickled
-    objects (never loaded) or is damaged; the newest intact checkpoint beside it (in it, for a
-    folder) is named instead, if there is one."""
+def check_ckpt_path(path: str | Path) -> dict:
+    """The checkpoint ``--ckpt_path`` names (loaded with ``weights_only=True``), or a one-line
+    error when it cannot be resumed from: a folder, a missing file, not a checkpoint (a text
+    file, a cut-short copy), one that holds pickled objects (never loaded) or is damaged; the
+    newest intact checkpoint beside it (in it, for a folder) is named instead, if there is
+    one."""
     path = Path(path)
     try:
-        load_checkpoint_file(path, "--ckpt_path", HOW_TO_RESUME)
+        return load_checkpoint_file(path, "--ckpt_path", HOW_TO_RESUME)
     except ValueError as err:
         folder = path if path.is_dir() else path.parent  # a folder: the newest in it
         other = newest_intact(folder, exclude=path) if folder.is_dir() else None

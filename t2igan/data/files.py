@@ -72,21 +72,27 @@ def keep_present(
     return present
 
 
-def read_lines(path: Path) -> list[str]:
-    """Non-empty lines of a text file, with Windows line endings (``\\r``) stripped: two public
-    copies of CUB are CRLF."""
+def numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty lines of a text file with their line numbers as an editor shows them (from 1,
+    blank lines counted), Windows line endings (``\\r``) stripped: two public copies of CUB are
+    CRLF."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text ({err})") from err
-    return [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    return [(n, line.rstrip("\r")) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty lines of a text file (:func:`numbered_lines` without the numbers)."""
+    return [line for _, line in numbered_lines(path)]
 
 
 def read_table(path: Path, columns: int) -> dict[int, list[str]]:
     """A CUB-style table ``<id> <field> ...`` as {id: fields}; the last field keeps its spaces
     (part names such as ``left eye``)."""
     out = {}
-    for n, line in enumerate(read_lines(path), 1):
+    for n, line in numbered_lines(path):
         fields = line.split(None, columns - 1)
         if len(fields) != columns:
             raise ValueError(f"{path}, line {n}: expected {columns} fields, got {line!r}")

@@ -181,6 +181,9 @@ class HashingEncoder(TextEncoder):
     """
 
     def __init__(self, dim: int = 256, ngrams: int = 2) -> None:
+        if dim < 1 or ngrams < 1:
+            raise ValueError(f"HashingEncoder takes dim >= 1 and ngrams >= 1 (got dim {dim}, "
+                             f"ngrams {ngrams}): with none, every caption embeds as zeros")  # fmt: skip
         self.init_args = {"dim": dim, "ngrams": ngrams}
         self._dim = dim
         self.ngrams = ngrams
