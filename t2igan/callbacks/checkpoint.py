@@ -14,7 +14,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from t2igan.data.files import remove_stale_tmp
+from t2igan.atomic import remove_stale_tmp, save_atomic
 from t2igan.models.base import load_checkpoint_file, written_checkpoint
 
 log = logging.getLogger(__name__)
@@ -35,22 +35,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None or not _is_local_file_protocol(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:  # the rename itself survives a power cut only once the folder is synced
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        save_atomic(checkpoint, path)
 
 
 def use_atomic_checkpoints(trainer: L.Trainer) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError, URLError
 
+from t2igan.atomic import file_digest
 from t2igan.command import CommandParser
-from t2igan.data.files import file_digest
 
 log = logging.getLogger(__name__)
 

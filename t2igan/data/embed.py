@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from t2igan.atomic import atomic_path
 from t2igan.classpath import import_class
 from t2igan.command import CommandParser, closest, warn
 from t2igan.data.text import TextEncoder, encoder_from_spec
@@ -97,9 +97,7 @@ def embed_file(captions: str | Path, out: str | Path, encoder: TextEncoder) -> P
         row = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
         raise ValueError(f"{encoder.spec()['class_path']} gave a non-finite embedding for "
                          f"{captions}, line {numbers[row]}: check its --init-args")  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out) as tmp:
         if out.suffix == ".t7":
             from t2igan.data.t7 import save_t7
 
@@ -111,10 +109,6 @@ def embed_file(captions: str | Path, out: str | Path, encoder: TextEncoder) -> P
                 f.create_dataset("lines", data=np.asarray(numbers, dtype=np.int64))
                 f.create_dataset("embeddings", data=emb)
                 f.attrs["encoder"] = json.dumps(encoder.spec())
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,15 +35,6 @@ def require(path: Path, what: str, fix: str) -> Path:
     if not path.exists():
         raise MissingDataError(f"{path} not found: expected {what} there. {fix}")
     return path
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file's bytes (``algorithm``: any ``hashlib`` name), read in 1 MiB blocks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def keep_present(
@@ -178,62 +166,3 @@ class ImageFiles(Sequence):
     def resized(self, size: int) -> ImageFiles:
         """The same images, resized to ``size`` when decoded."""
         return ImageFiles(self.paths, self.crops, size)
-
-
-#: Temporary files of atomic writes: ``.<target name>.<pid>.tmp`` beside the target.
-_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine (one of another user counts as alive)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:  # e.g. a pid out of range
-        return False
-    return True
-
-
-def remove_stale_tmp(folder: Path) -> list[Path]:
-    """Remove the temporary files ``.<name>.<pid>.tmp`` in ``folder`` whose process is no
-    longer running (a prepare or a checkpoint write killed with ``kill -9`` cannot remove its
-    own); returns them. Files of running processes, this one included, are left alone."""
-    removed = []
-    if not Path(folder).is_dir():
-        return removed
-    for tmp in sorted(Path(folder).iterdir()):
-        match = _TMP.match(tmp.name)
-        if match is None or not tmp.is_file():
-            continue
-        pid = int(match["pid"])
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        try:
-            tmp.unlink()
-        except FileNotFoundError:  # another process removed it first
-            continue
-        log.warning("removed %s: a temporary file of an interrupted write (process %d is no "
-                    "longer running)", tmp, pid)  # fmt: skip
-        removed.append(tmp)
-    return removed
-
-
-def save_atomic(obj, path: Path) -> Path:
-    """``torch.save(obj)`` to ``path`` through ``.<name>.<pid>.tmp`` beside it and a rename, so
-    a killed write leaves the old file or none, never half a file."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from t2igan.atomic import atomic_path, file_digest, remove_stale_tmp
 from t2igan.command import CommandParser
 from t2igan.data.contract import Split
-from t2igan.data.files import EmptySplitError, file_digest, remove_stale_tmp
+from t2igan.data.files import EmptySplitError
 
 log = logging.getLogger(__name__)
 
@@ -186,61 +187,54 @@ def write_cache(path: Path, splits: dict[str, Split], load_size: int, manifest: 
     """
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     str_dtype = h5py.string_dtype()
     manifest = dict(manifest, versions=_versions(), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     encoders={}, splits=list(splits), **clipped_summary(splits))  # fmt: skip
-    try:
-        with h5py.File(tmp, "w") as f:
-            written: dict[tuple, str] = {}
-            for name, split in splits.items():
-                same = written.get(tuple(split.names))
-                if same is not None:
-                    f[name] = h5py.SoftLink(f"/{same}")
-                    if text_encoder is not None:
-                        key = f"text_emb/{_encoder_id(text_encoder)}"
-                        f[f"{key}/{name}"] = h5py.SoftLink(f"/{key}/{same}")
-                    continue
-                written[tuple(split.names)] = name
-                g = f.create_group(name)
-                n, side = len(split), load_size
-                images = g.create_dataset("images", (n, side, side, 3), np.uint8,
-                                          chunks=(1, side, side, 3))  # fmt: skip
-                source = _resized(split.images, side)
-                start = time.time()
-                for i in range(n):
-                    images[i] = source[i]
-                    if (i + 1) % 1000 == 0:
-                        log.info("%s: %d / %d images (%.0f/s)", name, i + 1, n,
-                                 (i + 1) / (time.time() - start))  # fmt: skip
-                flat = [c for caps in split.captions for c in caps]
-                g.create_dataset("captions", data=np.array(flat, dtype=object), dtype=str_dtype)
-                offsets = np.cumsum([0] + [len(c) for c in split.captions])
-                g.create_dataset("caption_offsets", data=offsets.astype(np.int64))
-                g.create_dataset("labels", data=np.asarray(split.labels, dtype=np.int64))
-                g.create_dataset("names", data=np.array(split.names, dtype=object),
-                                 dtype=str_dtype)  # fmt: skip
-                if split.boxes is not None:
-                    g.create_dataset("boxes", data=np.asarray(split.boxes, np.float32))
-                if split.keypoints is not None:
-                    g.create_dataset("keypoints", data=np.asarray(split.keypoints, np.float32))
-                g.attrs["part_names"] = json.dumps(list(split.part_names))
-                if split.caption_emb is not None:
-                    g.create_dataset("caption_emb", data=np.concatenate(split.caption_emb))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        written: dict[tuple, str] = {}
+        for name, split in splits.items():
+            same = written.get(tuple(split.names))
+            if same is not None:
+                f[name] = h5py.SoftLink(f"/{same}")
                 if text_encoder is not None:
-                    # identical captions are embedded once
-                    unique, inverse = np.unique(np.array(flat, dtype=object), return_inverse=True)
-                    emb = text_encoder.encode([str(u) for u in unique])[inverse.reshape(-1)]
-                    key = f"text_emb/{_encoder_id(text_encoder)}/{name}"
-                    f.create_dataset(key, data=np.asarray(emb, dtype=np.float32))
-                    manifest["encoders"][_encoder_id(text_encoder)] = text_encoder.spec()
-                    log.info("%s: embedded %d captions", name, len(flat))
-            f.attrs["manifest"] = json.dumps(manifest)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                    key = f"text_emb/{_encoder_id(text_encoder)}"
+                    f[f"{key}/{name}"] = h5py.SoftLink(f"/{key}/{same}")
+                continue
+            written[tuple(split.names)] = name
+            g = f.create_group(name)
+            n, side = len(split), load_size
+            images = g.create_dataset("images", (n, side, side, 3), np.uint8,
+                                      chunks=(1, side, side, 3))  # fmt: skip
+            source = _resized(split.images, side)
+            start = time.time()
+            for i in range(n):
+                images[i] = source[i]
+                if (i + 1) % 1000 == 0:
+                    log.info("%s: %d / %d images (%.0f/s)", name, i + 1, n,
+                             (i + 1) / (time.time() - start))  # fmt: skip
+            flat = [c for caps in split.captions for c in caps]
+            g.create_dataset("captions", data=np.array(flat, dtype=object), dtype=str_dtype)
+            offsets = np.cumsum([0] + [len(c) for c in split.captions])
+            g.create_dataset("caption_offsets", data=offsets.astype(np.int64))
+            g.create_dataset("labels", data=np.asarray(split.labels, dtype=np.int64))
+            g.create_dataset("names", data=np.array(split.names, dtype=object),
+                             dtype=str_dtype)  # fmt: skip
+            if split.boxes is not None:
+                g.create_dataset("boxes", data=np.asarray(split.boxes, np.float32))
+            if split.keypoints is not None:
+                g.create_dataset("keypoints", data=np.asarray(split.keypoints, np.float32))
+            g.attrs["part_names"] = json.dumps(list(split.part_names))
+            if split.caption_emb is not None:
+                g.create_dataset("caption_emb", data=np.concatenate(split.caption_emb))
+            if text_encoder is not None:
+                # identical captions are embedded once
+                unique, inverse = np.unique(np.array(flat, dtype=object), return_inverse=True)
+                emb = text_encoder.encode([str(u) for u in unique])[inverse.reshape(-1)]
+                key = f"text_emb/{_encoder_id(text_encoder)}/{name}"
+                f.create_dataset(key, data=np.asarray(emb, dtype=np.float32))
+                manifest["encoders"][_encoder_id(text_encoder)] = text_encoder.spec()
+                log.info("%s: embedded %d captions", name, len(flat))
+        f.attrs["manifest"] = json.dumps(manifest)
     return path
 
 

@@ -13,15 +13,14 @@ import hashlib
 import importlib
 import json
 import logging
-import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from t2igan.atomic import write_atomic
 from t2igan.classpath import FILE_CLASSES, import_class
 
 log = logging.getLogger(__name__)
@@ -224,9 +223,5 @@ def embed_captions(encoder: TextEncoder, captions: list[str], cache_dir: str | P
     log.info("embedding %d unique captions (%d in all) with %s", len(unique), len(captions),
              encoder.spec()["class_path"])  # fmt: skip
     emb = encoder.encode([str(u) for u in unique])[inverse.reshape(-1)]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, emb)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: np.save(f, emb))
     return emb

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t2igan.data.files import save_atomic
+from t2igan.atomic import save_atomic
 from t2igan.data.synthetic import ATTRIBUTES, BACKGROUNDS, PALETTE, SyntheticBirds
 
 #: Classes of each attribute, in :data:`~t2igan.data.synthetic.ATTRIBUTES` order.

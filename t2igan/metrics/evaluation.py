@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t2igan.data.files import file_digest
+from t2igan.atomic import file_digest
 
 #: Where each feature extractor is published (the error for a missing file names it).
 PUBLISHED = {

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t2igan.data.files import save_atomic
+from t2igan.atomic import save_atomic
 
 EMA = "/ExponentialMovingAverage"
 FORMAT = "t2igan-stackgan-inception-v1"

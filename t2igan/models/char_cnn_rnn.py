@@ -34,7 +34,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.retrieval import RetrievalMAP
 
-from t2igan.data.files import file_digest
+from t2igan.atomic import file_digest, save_atomic
 from t2igan.data.text import TextEncoder
 from t2igan.models.base import TextToImageModel, read_checkpoint
 
@@ -612,14 +612,10 @@ def export_text_encoder(ckpt: str | Path, out: str | Path, half: bool = True,
         extra["centred_on_captions"] = len(centre_on)
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    from t2igan.callbacks.checkpoint import AtomicCheckpointIO  # write, fsync, rename
-
-    out = Path(out)
-    AtomicCheckpointIO().save_checkpoint(
+    return save_atomic(
         {"state_dict": state, "hyper_parameters": hp, "t2igan": {"class_path": class_path},
          "exported_from": src.get("exported_from", str(ckpt)), "export": extra}, out,
     )  # fmt: skip
-    return out
 
 
 def load_text_net(path: str | Path) -> tuple[CharCNNRNN, dict]:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from t2igan.atomic import save_atomic
 from t2igan.data.t7 import Obj, T7FormatError, load_t7
 
 
@@ -172,11 +173,7 @@ def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Pat
                              "lowercase": lowercase, "converted_from": str(path)},
         "t2igan": {"class_path": "t2igan.models.char_cnn_rnn.CharCNNRNNSJE"},
     }  # fmt: skip
-    from t2igan.callbacks.checkpoint import AtomicCheckpointIO  # write, fsync, rename
-
-    out = Path(out)
-    AtomicCheckpointIO().save_checkpoint(ckpt, out)
-    return out
+    return save_atomic(ckpt, out)
 
 
 def main(argv: list[str] | None = None) -> None:
