@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m t2igan.demo
+	$(BIN)/python -m t2igan.cli.demo
 
 test: $(STAMP)
 	$(BIN)/pytest -q tests
@@ -24,6 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check t2igan tests benchmarks
 	$(BIN)/ruff format --check t2igan tests benchmarks
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/learning.py

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from t2igan.cli import cli
+from t2igan.cli.fit import cli
 from t2igan.data.synthetic import SyntheticBirds
 from t2igan.metrics import swapped_caption_cosine
 

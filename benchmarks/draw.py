@@ -126,7 +126,7 @@ def main() -> None:
         dm.setup("fit")
         dm.setup("test")
         if a.figures_only:
-            from t2igan.cli import load_model
+            from t2igan.models.loading import load_model
 
             model = load_model(out / name / "last.ckpt")
             print(figures(name, model, dm, out / "figures"), flush=True)

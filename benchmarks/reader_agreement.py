@@ -17,8 +17,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from t2igan.callbacks import ImageMetrics
 from t2igan.data import T2IDataModule
-from t2igan.evaluate import real_floor
 from t2igan.metrics.bird_classifier import load_or_train
+from t2igan.metrics.scoring import real_floor
 from t2igan.models import GANINTCLS
 
 

@@ -42,11 +42,11 @@ import numpy as np
 import torch
 
 from t2igan.callbacks.figures import labelled_grid
-from t2igan.cli import load_model
 from t2igan.data import HashingEncoder, T2IDataModule
 from t2igan.data.synthetic import ATTRIBUTES, BACKGROUNDS, COLOURS, FACINGS, SIZES, caption
 from t2igan.metrics.caption_consistency import read_birds
 from t2igan.models import GANINTCLS, StyleEncoderGAN
+from t2igan.models.loading import load_model
 
 #: Caption templates that name neither background nor facing (see t2igan.data.synthetic).
 STYLE_FREE_TEMPLATES = (0, 1, 2, 3, 8, 9)

@@ -69,6 +69,16 @@ def check_class_paths(
             stack.extend(item)
 
 
+#: Classes that moved, as checkpoints written before recorded them: old module -> {class name:
+#: the module it lives in now}.
+MOVED = {
+    "t2igan.models.gan_int_cls": {
+        name: "t2igan.models.style_encoder"
+        for name in ("StyleEncoder", "StyleEncoderGAN", "style_loss", "reconstruction_loss")
+    },
+}
+
+
 def import_class(
     class_path: str,
     base: type | None = None,
@@ -81,6 +91,7 @@ def import_class(
     file, or already imported; ``allowed=None`` for one the user gave). A clear ``ValueError``,
     led by ``source``, names the path when it is refused or does not resolve."""
     module, name = check_class_path(class_path, allowed, source)
+    module = MOVED.get(module, {}).get(name, module)
     where = f"{source}: " if source else ""
     try:
         cls = getattr(importlib.import_module(module), name)

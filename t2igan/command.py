@@ -125,16 +125,3 @@ def command_of(argv: list[str]) -> str:
               "t2igan --help lists them", file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
     return command
-
-
-def main() -> None:
-    """The ``t2igan`` console script: what :func:`command_of` answers without PyTorch, the rest
-    by :func:`t2igan.cli.main`."""
-    command = command_of([a for a in sys.argv[1:] if a != "--debug"])
-    try:  # Ctrl-C while PyTorch loads: the same line as during the command
-        from t2igan.cli import main as run
-    except KeyboardInterrupt:
-        if debug_requested(sys.argv[1:]):
-            raise
-        interrupted(command)
-    run()

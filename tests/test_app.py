@@ -16,7 +16,7 @@ from t2igan.data.contract import CUB_PARTS
 
 from .test_gawwn_keypoints import ckpts  # noqa: F401  (the tiny checkpoints, module-scoped)
 
-app = pytest.importorskip("t2igan.app", reason="the app extra (Gradio) is not installed")
+app = pytest.importorskip("t2igan.cli.app", reason="the app extra (Gradio) is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -8,7 +8,7 @@ import pytest
 from .test_app import _free_port
 from .test_generate_limits import ckpts  # noqa: F401  (untrained GAWWN checkpoints)
 
-app = pytest.importorskip("t2igan.app", reason="the app extra (Gradio) is not installed")
+app = pytest.importorskip("t2igan.cli.app", reason="the app extra (Gradio) is not installed")
 
 
 def test_the_upload_route_takes_no_file(ckpts):  # noqa: F811

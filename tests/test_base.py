@@ -154,7 +154,7 @@ def test_a_model_that_is_not_a_gan_trains_tests_and_loads_through_the_shared_bas
 ):
     """The split: checkpoint record (class, text encoder, RNG), evaluation steps, the sampling
     interface and its conditioning checks come from TextToImageModel, not from the GAN engine."""
-    from t2igan.cli import load_model
+    from t2igan.models.loading import load_model
 
     dm = tiny_datamodule(data_root, image_size=32, num_images=16, num_eval_images=8)
     model = _LinearModel(dm.text_dim, text_encoder=dm.text_encoder_spec)

@@ -222,7 +222,7 @@ def test_the_shipped_synthetic_birds_encoder():
 
 
 def test_a_gan_on_the_shipped_encoder_generates_from_its_name(data_root, tmp_path):
-    from t2igan.cli import generate
+    from t2igan.cli.generate import generate
     from t2igan.models import GANINTCLS
 
     dm = tiny_datamodule(data_root, text_encoder=CharCNNEncoder("t2igan:synthetic_birds"))
@@ -254,8 +254,8 @@ def test_not_an_encoder_checkpoint(tmp_path, data_root):
 def test_gan_on_the_trained_encoder_generates_and_embeds(trained_encoder, data_root, tmp_path):
     import h5py
 
-    from t2igan.cli import generate
-    from t2igan.data.embed import embed_file
+    from t2igan.cli.embed import embed_file
+    from t2igan.cli.generate import generate
     from t2igan.models import GANINTCLS
 
     _, path, _, _ = trained_encoder

@@ -89,7 +89,7 @@ def test_generate_with_the_converted_encoder(tmp_path, data_root):
     encoder is converted and passed to generate."""
     import lightning as L
 
-    from t2igan.cli import generate
+    from t2igan.cli.generate import generate
     from t2igan.data import HashingEncoder
     from t2igan.data.paper_files import PrecomputedEncoder
     from t2igan.models import GANINTCLS

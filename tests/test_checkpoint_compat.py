@@ -12,8 +12,8 @@ import lightning as L
 import pytest
 import torch
 
-from t2igan.cli import load_model
 from t2igan.models import StackGAN
+from t2igan.models.loading import load_model
 
 from .conftest import ROOT, tiny_datamodule
 

@@ -14,11 +14,13 @@ import pytest
 import torch
 
 from t2igan.classpath import import_class
-from t2igan.cli import T2IGANArgumentParser, lead_line, load_model, main
+from t2igan.cli import main
+from t2igan.cli.fit import T2IGANArgumentParser, lead_line
 from t2igan.command import DEBUG_HINT
 from t2igan.data import HashingEncoder
 from t2igan.data.text import TextEncoder, encoder_from_spec
 from t2igan.models.base import TextToImageModel
+from t2igan.models.loading import load_model
 
 from .conftest import ROOT
 from .test_cli_errors import save_untrained

@@ -12,9 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from t2igan.cli import cli, generate_main, load_model
+from t2igan.cli.fit import cli
+from t2igan.cli.generate import generate_main
 from t2igan.data import HashingEncoder
 from t2igan.models import GANINTCLS
+from t2igan.models.loading import load_model
 
 from .conftest import ROOT, TINY_DATA, fit_briefly, tiny_datamodule
 
@@ -141,7 +143,7 @@ def test_generate_writes_the_images_it_says(data_root, tmp_path, capsys):
 def test_demo_tests_the_checkpoint_it_just_trained(data_root, tmp_path, capsys):
     """A second ``make demo`` beside an earlier run's last.ckpt (here an unloadable one) moves
     that one aside, then tests and points to the new last.ckpt."""
-    from t2igan.demo import main
+    from t2igan.cli.demo import main
 
     stale = tmp_path / "runs" / "quickstart" / "checkpoints" / "last.ckpt"
     stale.parent.mkdir(parents=True)

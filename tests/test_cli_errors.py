@@ -69,7 +69,7 @@ def test_help_lists_every_subcommand_and_version(capsys):
 def test_help_answers_without_importing_torch():
     """The console script's entry point answers --help at once, not after the ~10 s import of
     PyTorch and Lightning."""
-    script = ("import sys; from t2igan.command import main; sys.argv = ['t2igan', '--help']\n"
+    script = ("import sys; from t2igan.cli import main; sys.argv = ['t2igan', '--help']\n"
               "try:\n    main()\nexcept SystemExit:\n    print('torch' in sys.modules)")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)  # fmt: skip

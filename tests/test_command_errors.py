@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from t2igan.cli import main
+from t2igan.cli.evaluate import unused_options
 from t2igan.command import DEBUG_HINT, INTERRUPTED, run_command
 from t2igan.data import HashingEncoder, T2IDataModule
 from t2igan.data import prepare as cache
-from t2igan.evaluate import unused_options
 
 from .conftest import ROOT, TINY_DATA
 from .data_fixtures import make_cub

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from t2igan.cli import SUBCOMMANDS, cli
+from t2igan.cli.commands import SUBCOMMANDS
+from t2igan.cli.fit import cli
 from t2igan.data import prepare as cache
 
 from .conftest import ROOT, SHARED_DATA

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from t2igan.cli import SUBCOMMANDS, main
+from t2igan.cli import main
+from t2igan.cli.commands import SUBCOMMANDS
+from t2igan.cli.embed import embed_file
 from t2igan.data import HashingEncoder, T2IDataModule
 from t2igan.data import prepare as cache
 from t2igan.data.cub import CUBReader
-from t2igan.data.embed import embed_file
 
 from .data_fixtures import make_cub
 

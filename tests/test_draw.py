@@ -12,7 +12,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from t2igan.callbacks import CanvasSteps, RunCheckpoint, WordAlignment
-from t2igan.cli import generate, load_model
+from t2igan.cli.generate import generate
 from t2igan.data.tokens import Vocabulary, words
 from t2igan.models import DRAW, AlignDRAW
 from t2igan.models.draw import (
@@ -25,6 +25,7 @@ from t2igan.models.draw import (
     read_glimpse,
     write_patch,
 )
+from t2igan.models.loading import load_model
 
 from .conftest import tiny_datamodule
 

@@ -14,7 +14,6 @@ from torch import nn
 from torchmetrics.image import FrechetInceptionDistance, InceptionScore
 
 from t2igan.cli import main
-from t2igan.evaluate import Scorer, caption_order
 from t2igan.metrics.bird_classifier import (
     BirdClassifier,
     ClassifierFeatures,
@@ -33,6 +32,7 @@ from t2igan.metrics.evaluation import (
     r_precision,
     sha256,
 )
+from t2igan.metrics.scoring import Scorer, caption_order
 
 from .conftest import TINY_DATA
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from t2igan.callbacks import CaptionConsistency, SampleGrid, WhatGrid, WhereGrid
 from t2igan.callbacks.location import draw_location, move_box, move_keypoints
-from t2igan.cli import cli, generate, generate_main
+from t2igan.cli.fit import cli
+from t2igan.cli.generate import generate, generate_main
 from t2igan.data import HashingEncoder
 from t2igan.data.contract import CUB_PARTS
 from t2igan.data.synthetic import make_example

@@ -13,11 +13,13 @@ from PIL import Image
 
 from t2igan.callbacks import GeneratedKeypointsGrid
 from t2igan.callbacks.location import drawable
-from t2igan.cli import cli, generate, generate_main, load_keypoint_generator, load_model
+from t2igan.cli.fit import cli
+from t2igan.cli.generate import generate, generate_main
 from t2igan.data import HashingEncoder
 from t2igan.data.contract import CUB_PARTS
 from t2igan.models import GAWWNBox, GAWWNKeypointGenerator, GAWWNKeypoints
 from t2igan.models.gawwn_keypoints import KeypointGeneratorNet, switch_units
+from t2igan.models.loading import load_keypoint_generator, load_model
 
 from .conftest import ROOT, SHARED_DATA, TINY_DATA, fit_briefly, tiny_datamodule
 from .data_fixtures import write_jsonl

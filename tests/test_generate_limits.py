@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from t2igan import cli
+from t2igan.cli import generate as cli
 from t2igan.cli import main
 from t2igan.command import DEBUG_HINT
 from t2igan.data import HashingEncoder

@@ -11,7 +11,6 @@ import lightning as L
 import pytest
 import torch
 
-from t2igan.cli import load_model
 from t2igan.models import (
     DRAW,
     GANINTCLS,
@@ -22,6 +21,7 @@ from t2igan.models import (
     StackGANStage1,
     StackGANStage2,
 )
+from t2igan.models.loading import load_model
 
 from .conftest import tiny_datamodule
 

@@ -87,7 +87,7 @@ def test_caption_consistency_logs_nan_for_a_nan_generator(data_root):
 def test_a_checkpoint_with_non_finite_weights_is_refused(data_root, tmp_path):
     """What a diverged run saved before this guard existed: `generate` refuses it, rather than
     writing black images."""
-    from t2igan.cli import load_model
+    from t2igan.models.loading import load_model
 
     dm = tiny_datamodule(data_root)
     model = GANINTCLS(text_dim=dm.text_dim, image_size=32, ngf=8, ndf=8,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from t2igan.cli import cli
+from t2igan.cli.fit import cli
 
 from .conftest import ROOT, TINY_DATA
 

@@ -17,7 +17,8 @@ from torch import nn
 
 from t2igan.callbacks import CaptionInterpolation, NoiseInterpolation, SampleGrid, StageSamples
 from t2igan.callbacks import figures as figures_module
-from t2igan.cli import cli, generate_main
+from t2igan.cli.fit import cli
+from t2igan.cli.generate import generate_main
 from t2igan.losses import kl_divergence, stackgan_d_loss, stackgan_g_loss
 from t2igan.models import StackGAN, StackGANStage1, StackGANStage2
 from t2igan.models.stackgan import read_stage1_checkpoint

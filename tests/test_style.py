@@ -12,13 +12,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from t2igan.cli import cli, generate, generate_main, load_model
+from t2igan.cli.fit import cli
+from t2igan.cli.generate import generate, generate_main
 from t2igan.models import GANINTCLS
 from t2igan.models.base import TextToImageGAN
-from t2igan.models.gan_int_cls import (
+from t2igan.models.gan_int_cls import interpolate_text
+from t2igan.models.loading import load_model
+from t2igan.models.style_encoder import (
     StyleEncoder,
     StyleEncoderGAN,
-    interpolate_text,
     reconstruction_loss,
     style_loss,
 )
@@ -314,7 +316,7 @@ def test_generate_command_line_style_flags(style_ckpt, gan_ckpt, data_root, tmp_
 
 
 def _load(path) -> torch.Tensor:
-    from t2igan.cli import load_image
+    from t2igan.cli.generate import load_image
 
     return load_image(path, 32)
 

@@ -11,7 +11,7 @@ from t2igan.command import warn
 
 
 class ImageMetrics(L.Callback):
-    """Computes the metrics of :mod:`t2igan.evaluate` (same code, same protocol but for the
+    """Computes the metrics of :mod:`t2igan.metrics.scoring` (same code, same protocol but for the
     number of samples) and logs them as ``<stage>/<metric>`` (and ``<stage>/<metric>_std``):
     at the end of every ``every_n_epochs``-th validation on the validation split, and at the
     end of ``t2igan test`` on the test split. On synthetic birds FID and KID are computed in
@@ -24,7 +24,7 @@ class ImageMetrics(L.Callback):
         every_n_epochs: validations between scorings during fit.
         num_samples: generated images per scoring (the protocol's 30,000 take long: see
             docs/evaluation.md; these scores are for following a run, not for tables).
-        metrics: names of :data:`t2igan.evaluate.METRICS`.
+        metrics: names of :data:`t2igan.metrics.scoring.METRICS`.
         inception_weights: Inception-v3 file for is, fid and kid on real datasets.
         clip_model: CLIP model folder for clip_score.
         is_inception: StackGAN's fine-tuned Inception (converted) for is on birds and flowers.
@@ -41,7 +41,7 @@ class ImageMetrics(L.Callback):
         is_inception: str | None = None,
         batch_size: int = 64,
     ) -> None:
-        from t2igan.evaluate import METRICS
+        from t2igan.metrics.scoring import METRICS
 
         unknown = [m for m in metrics if m not in METRICS]
         if unknown:
@@ -59,8 +59,8 @@ class ImageMetrics(L.Callback):
         self.warned = False
 
     def _score(self, trainer, pl_module, split: str) -> None:
-        from t2igan.evaluate import Scorer, score_model
         from t2igan.metrics.evaluation import PROTOCOLS
+        from t2igan.metrics.scoring import Scorer, score_model
 
         dm = trainer.datamodule
         protocol = replace(PROTOCOLS[dm.dataset], num_samples=self.num_samples, split=split)

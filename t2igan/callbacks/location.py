@@ -272,7 +272,7 @@ class GeneratedKeypointsGrid(FixedInputFigure):
 
     def _models(self, pl_module) -> tuple:
         """(G_k, image model or None) for the module being trained, loading a checkpoint once."""
-        from t2igan.cli import load_keypoint_generator, load_model
+        from t2igan.models.loading import load_keypoint_generator, load_model
 
         if hasattr(pl_module, "complete"):
             kg, path, load = pl_module, self.image_model, load_model

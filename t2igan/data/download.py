@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 
 from t2igan.atomic import file_digest
-from t2igan.command import CommandParser
 
 log = logging.getLogger(__name__)
 
@@ -151,20 +150,3 @@ def download(dataset: str, root: str | Path = "data", mirror: str | None = None,
                 marker.write_text(remote.md5)
         out.append(path)
     return out
-
-
-def download_main(argv: list[str]) -> None:
-    parser = CommandParser(
-        prog="t2igan download",
-        description="Fetch a dataset's official archives, check their md5, resume partial "
-        "downloads and extract them under ROOT.",
-    )
-    parser.add_argument("dataset", choices=sorted(FILES))
-    parser.add_argument("--root", default="data", help="data root")
-    parser.add_argument("--mirror", default=None, help="base address to fetch the same files "
-                        "from instead of the official one")  # fmt: skip
-    a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paths = download(a.dataset, a.root, a.mirror)
-    print(f"fetched {len(paths)} files into {a.root}. Captions: " +
-          CAPTIONS[a.dataset].format(root=a.root))  # fmt: skip

@@ -535,7 +535,7 @@ class SJEPair:
     comparable = False
 
     def __init__(self, checkpoint: str | Path, device="cpu") -> None:
-        from t2igan.cli import load_model
+        from t2igan.models.loading import load_model
 
         model = load_model(checkpoint, device)
         if not isinstance(model, CharCNNRNNSJE):

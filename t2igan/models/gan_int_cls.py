@@ -258,14 +258,3 @@ class GANINTCLS(TextToImageGAN):
         text = torch.cat([text, interp])
         fake_logits = self.discriminator(self.generator(self.sample_noise(len(text)), text), text)
         return g_loss_nonsaturating(fake_logits, weight.float()), {}
-
-
-def __getattr__(name: str):
-    # The style encoder lived here until issue 13; checkpoints record its class_path as
-    # t2igan.models.gan_int_cls.StyleEncoderGAN, so that name still resolves (lazily: the
-    # style encoder imports this module).
-    if name in ("StyleEncoder", "StyleEncoderGAN", "style_loss", "reconstruction_loss"):
-        from t2igan.models import style_encoder
-
-        return getattr(style_encoder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from t2igan.cli import cli
+from t2igan.cli.fit import cli
 
-CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "quickstart.yaml"
 
 
 def main(args: list[str] | None = None) -> None:
@@ -39,4 +39,4 @@ def main(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])  # e.g. python -m t2igan.demo --trainer.max_time 00:00:02:00
+    main(sys.argv[1:])  # e.g. python -m t2igan.cli.demo --trainer.max_time 00:00:02:00

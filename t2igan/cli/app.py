@@ -77,30 +77,18 @@ class Session:
     """
 
     def __init__(self, ckpt: str, keypoint_generator: str | None = None, device: str = "cpu"):
-        from t2igan.callbacks.location import location_of, part_names
-        from t2igan.cli import (
-            check_keypoint_generator,
-            load_keypoint_generator,
-            load_model,
-            torch_device,
-        )
-        from t2igan.data.text import encoder_from_spec
+        from t2igan.pipeline import Pipeline
 
-        dev = torch_device(device)
-        self.model = load_model(ckpt, dev)
-        self.key = location_of(self.model)
+        self.pipe = Pipeline.from_checkpoint(ckpt, device, keypoint_generator=keypoint_generator)
+        self.model, self.kg, self.key = (
+            self.pipe.model,
+            self.pipe.keypoint_generator,
+            self.pipe.location,
+        )
         if self.key is None:
             raise ValueError(f"{ckpt} ({type(self.model).__name__}) takes no boxes or keypoints: "
                              "the page draws with GAWWN models (experiments/gawwn_*.yaml)")  # fmt: skip
-        self.kg = None
-        if keypoint_generator is not None:
-            self.kg = load_keypoint_generator(keypoint_generator, dev)
-            check_keypoint_generator(ckpt, self.model, keypoint_generator, self.kg)
-        spec = self.model.hparams.get("text_encoder")
-        if spec is None:
-            raise ValueError(f"{ckpt} does not record its text encoder; cannot embed captions")
-        self.encoder = encoder_from_spec(spec, f"checkpoint {ckpt} (its text encoder)")
-        self.parts = part_names(self.model.num_parts) if self.key == "keypoints" else ()
+        self.parts = self.pipe.part_names if self.key == "keypoints" else ()
 
     def empty(self) -> dict:
         """What nothing placed looks like: no keypoints (or the whole image as the box)."""
@@ -151,10 +139,10 @@ class Session:
     def text(self, caption: str) -> torch.Tensor:
         if not caption.strip():
             raise ValueError("type a caption first")
-        return torch.from_numpy(self.encoder.encode([self.encoder.truncate(caption)]))
+        return self.pipe.embed([caption])["text"]
 
     def noise(self, seed: int) -> torch.Tensor:
-        return self.model.sample_noise(NUM_SAMPLES, generator=torch.Generator().manual_seed(seed))
+        return self.pipe.noise(NUM_SAMPLES, seed)
 
     def complete(self, where: dict, caption: str, seed: int) -> dict:
         """``where`` with the parts not placed drawn by G_k (visibility > 0.5; the demo's)."""
@@ -196,7 +184,7 @@ class Session:
         location drawn on, as one picture."""
         from t2igan.callbacks.figures import labelled_grid
         from t2igan.callbacks.location import draw_location
-        from t2igan.cli import readable
+        from t2igan.cli.generate import readable
 
         loc = torch.tensor(where[self.key]).expand(
             NUM_SAMPLES, *torch.tensor(where[self.key]).shape

@@ -1,238 +1,52 @@
-"""The ``t2igan`` command: LightningCLI (fit, validate, test, predict) plus ``generate``,
-``prepare``, ``download`` and ``embed``. Errors are one line (``t2igan <command>: ...``);
-``--debug`` or ``T2IGAN_DEBUG=1`` shows the traceback.
+"""``t2igan generate``: draw images for your own captions (and boxes, keypoints, style images)
+from a checkpoint, in batches, to a grid and one file per image.
 
-t2igan fit --config experiments/quickstart.yaml
-t2igan fit --config experiments/quickstart.yaml --ckpt_path last      # resume exactly
 t2igan generate --ckpt RUN/checkpoints/last.ckpt --caption "a bird with a red body" --out out/
 t2igan generate --ckpt STYLE_RUN/checkpoints/last.ckpt --style-image bird.png --caption "..."
 t2igan generate --ckpt GAWWN_RUN/checkpoints/last.ckpt --caption "..." --box 0.1,0.2,0.5,0.4
 t2igan generate --ckpt GAWWN_KP_RUN/checkpoints/last.ckpt --caption "..." --keypoints parts.json
 t2igan generate --ckpt GAWWN_KP_RUN/... --keypoint-generator KG_RUN/... --caption "..." [--keypoints]
-t2igan app --ckpt GAWWN_KP_RUN/checkpoints/last.ckpt --keypoint-generator KG_RUN/...
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
-import os
 import re
-import sys
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from jsonargparse import Namespace
-from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from t2igan.callbacks.checkpoint import (
-    check_ckpt_path,
-    checkpoint_dir,
-    resume_path,
-    use_atomic_checkpoints,
-)
-from t2igan.callbacks.location import drawable, part_names
-from t2igan.callbacks.run_config import SaveRunConfig
-from t2igan.classpath import check_class_path, check_class_paths, import_class, imported_class
 from t2igan.command import (
-    USER_ERRORS,
     CommandParser,
-    closest,
-    command_of,
-    debug_requested,
-    run_command,
     warn,
 )
-from t2igan.data import T2IDataModule
 from t2igan.data.contract import CUB_PARTS
-from t2igan.data.download import download_main
-from t2igan.data.embed import embed_main
-from t2igan.data.prepare import prepare_main
-from t2igan.data.text import encoder_from_spec
-from t2igan.evaluate import evaluate_main
-from t2igan.models.base import TextToImageModel, read_checkpoint
-from t2igan.models.gawwn_keypoints import DRAW_VISIBLE
-from t2igan.run import follow_run_dir
-
-
-class T2IGANCLI(LightningCLI):
-    """LightningCLI with the data module's text size, image size and text encoder linked to the
-    model, so a config states them once. Every output follows the run directory
-    (``--trainer.default_root_dir``): loggers without a ``save_dir`` write under it, all loggers
-    of one fit share one ``logs/version_N``, checkpoints are written atomically, and
-    ``--ckpt_path last`` resumes ``<run>/checkpoints/last.ckpt`` or stops with a clear error."""
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.image_size", "model.init_args.image_size")
-        parser.link_arguments("data.text_dim", "model.init_args.text_dim", apply_on="instantiate")
-        parser.link_arguments(
-            "data.text_encoder_spec", "model.init_args.text_encoder", apply_on="instantiate"
-        )
-
-    def parse_arguments(self, parser, args) -> None:
-        if isinstance(args, (dict, Namespace)):
-            return super().parse_arguments(parser, args)
-        # Loggers may leave out save_dir (it is the run directory): filled in before validation.
-        self.config = parser.parse_args(args, _skip_validation=True)
-        if self.config.get("subcommand") is not None:
-            follow_run_dir(self.config[self.config.subcommand].trainer)
-        try:
-            parser.validate(self.config)
-        except (TypeError, KeyError, ValueError) as err:  # as jsonargparse's own parse_args
-            parser.error(str(err), err)
-
-    def instantiate_trainer(self, **kwargs):
-        trainer = super().instantiate_trainer(**kwargs)
-        use_atomic_checkpoints(trainer)
-        return trainer
-
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads an explicit ``--ckpt_path``'s hyper-parameters here, before
-        ``before_fit``. The file is checked first: one line for a file that is not a checkpoint,
-        and its class paths are refused before jsonargparse would import them unless they are
-        t2igan's. ``fit`` then builds the model from its config and command line, as
-        ``--ckpt_path last`` does, so a resumed run takes changed arguments (a new learning rate
-        applies to the restored optimisers); validate, test and predict take the checkpoint's."""
-        subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path is None or path == "last":  # `last` is resolved in before_fit
-            return
-        ckpt = check_ckpt_path(path)
-        check_class_paths(ckpt.get("hyper_parameters"), source=f"--ckpt_path {path}")
-        if subcommand != "fit":
-            super()._parse_ckpt_path()
-
-    def _check_ckpt_path(self) -> None:
-        config = self.config_init[self.subcommand]
-        config["ckpt_path"] = resume_path(checkpoint_dir(self.trainer), config.get("ckpt_path"))
-
-    before_fit = before_validate = before_test = before_predict = _check_ckpt_path
-
-
-def cli(args: list[str] | None = None) -> T2IGANCLI:
-    return T2IGANCLI(
-        TextToImageModel,
-        T2IDataModule,
-        subclass_mode_model=True,
-        # GANs own two optimisers: a --optimizer would silently replace them, so there is none.
-        auto_configure_optimizers=False,
-        save_config_callback=SaveRunConfig,  # also sends the whole config to W&B loggers
-        save_config_kwargs={"overwrite": True},
-        parser_class=T2IGANArgumentParser,  # leads usage errors with the option at fault
-        args=args,
-    )
-
-
-class T2IGANArgumentParser(LightningArgumentParser):
-    """jsonargparse's usage errors led by one line that names the option at fault (and the
-    closest valid one), in place of the usage block of every option; its message follows."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("prog", "t2igan")  # not the script's name (cli.py under python -m)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str, ex: Exception | None = None):
-        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
-            super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"{prog}: {lead_line(parser, message)}\n")
-        sys.stderr.write(f"error: {message}\n(see {prog} --help)\n")
-        self.exit(2)
-
-
-def lead_line(parser: LightningArgumentParser, message: str) -> str:
-    """The one useful line of a jsonargparse error ``message``: an unknown option and the
-    closest valid one, or the key whose value is invalid."""
-    options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
-    if m := re.search(r"unrecognized arguments: (--\S+)", message):
-        return f"unknown option {m[1]}{closest(m[1].split('=')[0], options)}"
-    if m := re.search(r"does not accept option '(\S+)'", message):
-        return f"unknown option --{m[1]}{closest('--' + m[1], options)}"
-    key = re.search(r'Parser key "([^"]+)"', message)
-    m = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
-    if key and m:  # jsonargparse imported the class already: looked up, never imported here
-        cls = imported_class(m[1])
-        near = closest(m[2], inspect.signature(cls).parameters) if cls is not None else ""
-        return (f"unknown option --{key[1]}.init_args.{m[2]}: {m[1].rpartition('.')[2]} takes "
-                f"no argument '{m[2]}'{near}")  # fmt: skip
-    given = re.search(r"Given value: (.*)", message)
-    if key and given:
-        return f"invalid value for --{key[1]}: {given[1]}"
-    return message.strip().splitlines()[0]
-
+from t2igan.models.base import TextToImageModel
+from t2igan.pipeline import Pipeline, box_tensor, keypoints_tensor
 
 #: Images smaller than this many pixels a side are written upscaled (nearest neighbour, by a
 #: whole factor, so pixels stay square) by ``generate``: a 32 px sample is not a thumbnail.
 READABLE_SIDE = 128
+
+
 #: Images ``generate`` draws and writes at a time: its memory does not grow with ``--num``.
 GENERATE_BATCH = 64
+
+
 #: The most columns (images per caption) and rows (captions, or caption and location pairs) that
 #: ``generate``'s ``grid.png`` shows: the first ones; every image is also written on its own.
 GRID_COLUMNS = 16
+
+
 GRID_ROWS = 16
+
+
 #: The files ``generate`` writes: the grid, and image II of caption CC.
 GENERATED_FILE = re.compile(r"(grid|c\d{2,}_i\d{2,})((_location)?\.png|\.json)")
-
-
-def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToImageModel:
-    """Load any t2igan model from a checkpoint (the class is recorded in it)."""
-    how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
-    checkpoint, class_path = read_checkpoint(ckpt, "checkpoint", how)
-    check_classes(checkpoint, class_path, f"checkpoint {ckpt}")
-    if class_path.endswith(".GAWWNKeypointGenerator"):
-        raise ValueError(f"{ckpt} is a GAWWN keypoint generator (it draws keypoints, not images): "
-                         "pass it as --keypoint-generator, with a GAWWNKeypoints checkpoint as "
-                         "--ckpt")  # fmt: skip
-    cls = import_class(class_path, TextToImageModel, source=f"checkpoint {ckpt}")
-    return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
-
-
-def check_classes(checkpoint: dict, class_path: str, source: str) -> None:
-    """Every class a checkpoint names (its model, and in its hyper-parameters its text
-    encoder, a style encoder's GAN, LightningCLI's record of the model) checked before any is
-    imported: t2igan's own, or already imported (:mod:`t2igan.classpath`)."""
-    check_class_path(class_path, source=source)
-    check_class_paths(checkpoint.get("hyper_parameters"), source=source)
-
-
-def load_keypoint_generator(ckpt: str | Path, device: str | torch.device = "cpu"):
-    """Load a ``GAWWNKeypointGenerator`` checkpoint (``--keypoint-generator``)."""
-    from t2igan.models.gawwn_keypoints import GAWWNKeypointGenerator
-
-    how = ("train one with `t2igan fit --config experiments/gawwn_keypoint_generator.yaml` and "
-           "pass runs/gawwn_keypoint_generator/checkpoints/last.ckpt")  # fmt: skip
-    checkpoint, class_path = read_checkpoint(ckpt, "--keypoint-generator", how)
-    check_classes(checkpoint, class_path, f"--keypoint-generator {ckpt}")
-    cls = import_class(class_path, source=f"--keypoint-generator {ckpt}")
-    if not issubclass(cls, GAWWNKeypointGenerator):
-        raise ValueError(f"--keypoint-generator {ckpt} holds a {class_path.rpartition('.')[2]}, "
-                         f"not a GAWWNKeypointGenerator: {how}")  # fmt: skip
-    return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
-
-
-def check_keypoint_generator(ckpt: str, model, kg_ckpt: str, kg) -> None:
-    """A ValueError when the keypoint generator ``kg`` cannot feed the image ``model``: a model
-    that takes no keypoints, another number of parts or another text encoder."""
-    name = f"{ckpt} ({type(model).__name__})"
-    if "keypoints" not in model.takes:
-        raise ValueError(f"--keypoint-generator draws keypoints for a keypoint model "
-                         f"(GAWWNKeypoints); {name} takes {' and '.join(model.takes)}")  # fmt: skip
-    if kg.num_parts != model.num_parts:
-        raise ValueError(f"--keypoint-generator {kg_ckpt} draws {kg.num_parts} parts, {name} "
-                         f"takes {model.num_parts}")  # fmt: skip
-    mine, theirs = kg.hparams.get("text_encoder"), model.hparams.get("text_encoder")
-    if mine != theirs:
-        raise ValueError(f"--keypoint-generator {kg_ckpt} and {ckpt} embed captions with "
-                         f"different text encoders ({(mine or {}).get('class_path')} vs "
-                         f"{(theirs or {}).get('class_path')}): train both on the same data "
-                         "settings")  # fmt: skip
 
 
 def keypoints_json(keypoints: torch.Tensor, names: tuple[str, ...]) -> str:
@@ -240,24 +54,6 @@ def keypoints_json(keypoints: torch.Tensor, names: tuple[str, ...]) -> str:
     parts = {n: [round(float(x), 4), round(float(y), 4)]
              for n, (x, y, v) in zip(names, keypoints.tolist()) if v > 0}  # fmt: skip
     return json.dumps(parts, indent=1) + "\n"
-
-
-def torch_device(device: str) -> torch.device:
-    """``device`` as a torch device this machine has (a ValueError says why it is not)."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(
-            f"--device {device} is not a torch device (cpu, cuda, cuda:1, mps, ...)"
-        ) from None
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
-        if (dev.index or 0) >= count:
-            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), "
-                             f"cuda:0 to cuda:{count - 1}")  # fmt: skip
-    return dev
 
 
 def open_image(path: str | Path):
@@ -295,39 +91,15 @@ def readable(images: torch.Tensor) -> torch.Tensor:
     return F.interpolate(images, scale_factor=scale, mode="nearest") if scale > 1 else images
 
 
-def fit_to_encoder(encoder, captions: list[str]) -> list[str]:
-    """``captions`` checked (none empty) and cut to what ``encoder`` reads, with a warning for
-    each caption that is cut (the encoder would ignore the rest silently)."""
-    cut = []
-    for i, caption in enumerate(captions, 1):
-        if not caption.strip():
-            raise ValueError(f"caption {i} is empty: give every --caption some text")
-        short = encoder.truncate(caption)
-        if short != caption:
-            warn("generate", f"caption {i} is longer than the {encoder.max_tokens} tokens the "
-                 f"text encoder reads: it is cut after ...{short[-40:]!r}")  # fmt: skip
-        cut.append(short)
-    return cut
-
-
 def parse_box(text: str) -> torch.Tensor:
     """``--box x,y,w,h`` (normalised, top-left origin) as a (4,) tensor; a ValueError says what
-    is wrong with it (not four numbers, zero area, outside the image)."""
+    is wrong with it (not four numbers, not finite, zero area, outside the image)."""
+    values = text.split(",")
     try:
-        x, y, w, h = (float(v) for v in text.split(","))
+        values = [float(v) for v in values]
     except ValueError:
-        raise ValueError(
-            f"--box {text}: give four numbers x,y,w,h (normalised, e.g. 0.1,0.2,0.5,0.4)"
-        ) from None
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise ValueError(f"--box {text}: x, y, w and h must be finite numbers (normalised, e.g. "
-                         "0.1,0.2,0.5,0.4)")  # fmt: skip
-    if w <= 0 or h <= 0:
-        raise ValueError(f"--box {text} has zero area (width {w}, height {h}): w and h must be > 0")
-    if x < 0 or y < 0 or x + w > 1 or y + h > 1:
-        raise ValueError(f"--box {text} reaches outside the image: need 0 <= x, y and x + w, "
-                         f"y + h <= 1 (here x + w = {x + w:g}, y + h = {y + h:g})")  # fmt: skip
-    return torch.tensor([x, y, w, h])
+        values = None  # box_tensor says what to give
+    return box_tensor(values, f"--box {text}")
 
 
 def read_keypoints(path: str, part_names: tuple[str, ...] = CUB_PARTS) -> torch.Tensor:
@@ -339,27 +111,7 @@ def read_keypoints(path: str, part_names: tuple[str, ...] = CUB_PARTS) -> torch.
         parts = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"--keypoints {path} is not JSON ({err})") from None
-    if not isinstance(parts, dict):
-        raise ValueError(f'--keypoints {path}: give an object of part -> [x, y], e.g. '
-                         f'{{"beak": [0.7, 0.3], "tail": [0.2, 0.6]}}')  # fmt: skip
-    kp = torch.zeros(len(part_names), 3)
-    for name, xy in parts.items():
-        if name not in part_names:
-            raise ValueError(
-                f"--keypoints {path}: unknown part {name!r}; the parts are " + ", ".join(part_names)
-            )
-        ok = isinstance(xy, list) and len(xy) == 2 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in xy)  # fmt: skip
-        if not ok:
-            raise ValueError(f"--keypoints {path}: part {name!r} must be [x, y], got {xy!r}")
-        if not all(math.isfinite(v) for v in xy):  # JSON as Python reads it allows NaN, Infinity
-            raise ValueError(f"--keypoints {path}: part {name!r} at {xy} is not a finite point "
-                             "(x and y are numbers in [0, 1])")  # fmt: skip
-        if not all(0 <= v <= 1 for v in xy):
-            raise ValueError(f"--keypoints {path}: part {name!r} at {xy} is outside the image "
-                             "(x and y are normalised to [0, 1])")  # fmt: skip
-        kp[part_names.index(name)] = torch.tensor([*xy, 1.0])
-    return kp
+    return keypoints_tensor(parts, part_names, f"--keypoints {path}")
 
 
 def generate(
@@ -421,12 +173,8 @@ def generate(
         if not Path(f).is_file():
             raise FileNotFoundError(f"--keypoints {f} does not exist")
     boxes_asked = [parse_box(b) for b in boxes or []]
-    model = load_model(ckpt, torch_device(device))
-    kg = None
-    if keypoint_generator is not None:
-        kg = load_keypoint_generator(keypoint_generator, torch_device(device))
-        check_keypoint_generator(ckpt, model, keypoint_generator, kg)
-    names = part_names(model.num_parts) if "keypoints" in model.takes else CUB_PARTS
+    pipe = Pipeline.from_checkpoint(ckpt, device, text_encoder, keypoint_generator)
+    model, kg, names = pipe.model, pipe.keypoint_generator, pipe.part_names
     asked = {"boxes": boxes_asked,
              "keypoints": [read_keypoints(f, names) for f in keypoint_files or []]}  # fmt: skip
     if kg is None:  # with G_k, a file that names no part has them all drawn from the caption
@@ -437,27 +185,8 @@ def generate(
     if kg is not None and not asked["keypoints"]:  # text only: nothing given, all drawn
         asked["keypoints"] = [torch.zeros(model.num_parts, 3)]
     key, where = check_location(ckpt, model, asked)
-    spec, source = model.hparams.get("text_encoder"), f"checkpoint {ckpt} (its text encoder)"
-    if text_encoder is not None:
-        from t2igan.models.char_cnn_rnn import CharCNNEncoder
-
-        spec, source = CharCNNEncoder(text_encoder).spec(), f"--text-encoder {text_encoder}"
-    if spec is None:
-        raise ValueError(f"{ckpt} does not record its text encoder; cannot embed new captions")
-    encoder = encoder_from_spec(spec, source)
-    if encoder.dim != model.text_dim:
-        raise ValueError(f"{ckpt} takes {model.text_dim}-d text embeddings but its text encoder "
-                         f"({spec['class_path']}) gives {encoder.dim}-d ones")  # fmt: skip
-    fitted = fit_to_encoder(encoder, captions)
-    words = {}
-    if "tokens" in model.takes:  # the model reads word ids (its own vocabulary's), uncut
-        words["tokens"], cut = model.encode_captions(captions)
-        for i in cut:
-            warn("generate", f"caption {i + 1} is longer than the {model.max_words} words "
-                 f"{type(model).__name__} reads: it is cut")  # fmt: skip
-    captions = fitted
-    text = torch.from_numpy(encoder.encode(captions))
-    top, labels = None, list(captions)
+    per_row = pipe.embed(captions)  # one row per caption: its text (and word ids)
+    top, labels = None, [pipe.encoder.truncate(c) for c in captions]
     if style_images:
         if not hasattr(model, "encode_style"):
             raise ValueError(
@@ -481,11 +210,9 @@ def generate(
                 top[-1] = queries[1]
         noise = styles
     else:
-        g = torch.Generator().manual_seed(seed)
-        noise = model.sample_noise(num, generator=g)
+        noise = pipe.noise(num, seed)
     cols = len(noise)
     # one row per caption, or per (caption, location): the row's text, word ids and location
-    per_row = {"text": text, **words}
     if key:
         flag = {"boxes": boxes, "keypoints": keypoint_files}[key]
         word = {"boxes": "box", "keypoints": "keypoints"}[key]
@@ -508,11 +235,9 @@ def generate(
         r, c = k // cols, k % cols  # image k: row k // cols, column k % cols
         cond = {name: v[r] for name, v in per_row.items() if name != "text"}
         z = noise[c.to(noise.device)]  # the same noise (style) in every row
-        if kg is not None:  # the given parts kept, the rest drawn from the caption and noise
-            kz = z if kg.z_dim == model.z_dim else kg.sample_noise(len(k), generator=kg_noise)
-            drawn = kg.complete(per_row["text"][r], kz, cond[key]).cpu()
-            cond[key] = drawable(drawn, DRAW_VISIBLE)
-        images = {"": readable(model.sample(per_row["text"][r], z, **cond).cpu())}
+        # with G_k, the given parts kept and the rest drawn from the caption and noise
+        drawn, cond = pipe.draw(per_row["text"][r], z, kg_noise, **cond)
+        images = {"": readable(drawn)}
         if key:  # the same images with the location drawn on a copy
             images["_location"] = draw_location(images[""], key, cond[key])
         for j, (row, col) in enumerate(zip(r.tolist(), c.tolist())):
@@ -596,12 +321,6 @@ def generate_summary(out: str | Path, paths: list[Path]) -> str:
     return line + ")"
 
 
-def app_main(argv: list[str]) -> None:
-    from t2igan.app import app_main as run  # Gradio loads only for the page
-
-    run(argv)
-
-
 def generate_main(argv: list[str]) -> None:
     parser = CommandParser(
         prog="t2igan generate", description="Draw images for captions from a trained checkpoint."
@@ -643,51 +362,3 @@ def generate_main(argv: list[str]) -> None:
                      a.style_steps, a.style_rescale, a.text_encoder, a.box,
                      a.keypoints, a.keypoint_generator)  # fmt: skip
     print(generate_summary(a.out, paths))
-
-
-#: Subcommands beside LightningCLI's fit / validate / test / predict: name -> main(argv).
-SUBCOMMANDS = {
-    "generate": generate_main,
-    "app": app_main,
-    "prepare": prepare_main,
-    "download": download_main,
-    "embed": embed_main,
-    "evaluate": evaluate_main,
-}
-
-
-def sets_ckpt_path(argv: list[str]) -> bool:
-    """Whether a LightningCLI command line gives ``ckpt_path``, as a flag or in a config file."""
-    import yaml
-
-    for flag, value in zip(argv, [*argv[1:], None]):
-        if flag.startswith("--ckpt_path"):
-            return True
-        if flag.startswith("--config="):
-            flag, value = flag.split("=", 1)
-        if flag in ("-c", "--config") and value and Path(value).is_file():
-            config = yaml.safe_load(Path(value).read_text())
-            if isinstance(config, dict) and config.get("ckpt_path") is not None:
-                return True
-    return False
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``t2igan ARGV``: a LightningCLI subcommand or one of :data:`SUBCOMMANDS`, with errors of
-    the expected kinds as one line (see :mod:`t2igan.command`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = debug_requested(argv)
-    argv = [a for a in argv if a != "--debug"]
-    command = command_of(argv)
-    if command == "test" and not sets_ckpt_path(argv[1:]):
-        warn("test", "no --ckpt_path, so this scores the model's untrained (initial) weights; "
-             "pass --ckpt_path RUN/checkpoints/last.ckpt")  # fmt: skip
-    if argv[0] in SUBCOMMANDS:
-        run = partial(SUBCOMMANDS[command], argv[1:])
-    else:
-        run = partial(cli, argv)
-    run_command(command, run, debug, (*USER_ERRORS, MisconfigurationException))
-
-
-if __name__ == "__main__":
-    main()
