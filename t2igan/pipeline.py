@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from t2igan.callbacks.location import drawable, part_names
+from t2igan.callbacks.location import drawable
 from t2igan.command import warn
 from t2igan.data.contract import CUB_PARTS
 from t2igan.data.text import TextEncoder, encoder_from_spec
@@ -154,7 +154,7 @@ class Pipeline:
     @property
     def part_names(self) -> tuple[str, ...]:
         """The keypoint model's part names, in order (CUB's for other models)."""
-        return part_names(self.model.num_parts) if "keypoints" in self.model.takes else CUB_PARTS
+        return self.model.part_names if "keypoints" in self.model.takes else CUB_PARTS
 
     # ---------------------------------------------------------------- the steps
     def embed(self, captions: list[str]) -> dict[str, torch.Tensor]:

@@ -129,3 +129,16 @@ def test_bad_input_is_one_line(tmp_path):
         with pytest.raises((ValueError, FileNotFoundError), match=message) as err:
             call()
         assert "\n" not in str(err.value)
+
+
+def test_keypoint_models_name_their_own_parts():
+    """Consumers ask a keypoint model for its part names instead of counting its keypoints."""
+    from t2igan.data.contract import CUB_PARTS
+    from t2igan.data.mpii import MPII_PARTS
+
+    for k, names in ((15, CUB_PARTS), (17, MPII_PARTS)):
+        image_model = GAWWNKeypoints(text_dim=8, image_size=64, ngf=4, ndf=4, num_parts=k)
+        kg = GAWWNKeypointGenerator(text_dim=8, ngf=8, ndf=8, z_dim=4, num_parts=k)
+        assert image_model.part_names == kg.part_names == names
+    with pytest.raises(ValueError, match="no part names for 9 keypoints"):
+        GAWWNKeypointGenerator(text_dim=8, ngf=8, ndf=8, z_dim=4, num_parts=9).part_names

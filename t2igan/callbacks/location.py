@@ -17,7 +17,6 @@ from PIL import Image, ImageDraw
 
 from t2igan.callbacks.figures import FixedInputFigure
 from t2igan.data.contract import CUB_PARTS
-from t2igan.data.mpii import MPII_PARTS
 
 #: The conditioning names (batch contract keys) that say where to draw.
 LOCATIONS = ("boxes", "keypoints")
@@ -28,16 +27,6 @@ def part_colours(num_parts: int) -> list[tuple[int, int, int]]:
     the ``num_parts`` parts apart (CUB's 15 and MPII's 17 alike: no colour repeats)."""
     return [tuple(round(255 * c) for c in colorsys.hsv_to_rgb(k / num_parts, 0.9, 1.0))
             for k in range(num_parts)]  # fmt: skip
-
-
-def part_names(num_parts: int) -> tuple[str, ...]:
-    """The names of a keypoint model's ``num_parts`` parts: CUB's 15 or MPII's 17 (GAWWN's MHP
-    form), in the data readers' orders."""
-    names = {len(CUB_PARTS): CUB_PARTS, len(MPII_PARTS): MPII_PARTS}
-    if num_parts not in names:
-        raise ValueError(f"no part names for {num_parts} keypoints: t2igan knows CUB's 15 and "
-                         "MPII's 17")  # fmt: skip
-    return names[num_parts]
 
 
 def drawable(keypoints: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -115,8 +104,9 @@ def move_box(box: torch.Tensor, steps: int) -> list[tuple[str, torch.Tensor]]:
     return rows
 
 
-def move_keypoints(kp: torch.Tensor, steps: int) -> list[tuple[str, torch.Tensor]]:
-    """The rows of the keypoint "where" figure for one (K, 3) set in CUB's part order:
+def move_keypoints(kp: torch.Tensor, steps: int,
+                   names: tuple[str, ...] = CUB_PARTS) -> list[tuple[str, torch.Tensor]]:  # fmt: skip
+    """The rows of the keypoint "where" figure for one (K, 3) set of the parts ``names``:
     ``(label, (steps, K, 3))``: all visible keypoints shifted together left to right and top to
     bottom, then the beak alone and the tail alone moved left to right (each where visible)."""
     vis = kp[:, 2] > 0
@@ -128,9 +118,9 @@ def move_keypoints(kp: torch.Tensor, steps: int) -> list[tuple[str, torch.Tensor
         moved = kp.repeat(steps, 1, 1)
         moved[:, vis, axis] += shifts[:, None]
         rows.append((name, moved))
-    if len(kp) == len(CUB_PARTS):
-        for part in ("beak", "tail"):
-            k = CUB_PARTS.index(part)
+    for part in ("beak", "tail"):
+        if part in names:
+            k = names.index(part)
             if kp[k, 2] <= 0:
                 continue
             moved = kp.repeat(steps, 1, 1)
@@ -181,8 +171,10 @@ class WhereGrid(_LocationFigure):
 
     def choose(self, trainer: L.Trainer, pl_module) -> dict:
         ex = self.example(trainer, pl_module, 1)
-        move = move_box if ex["key"] == "boxes" else move_keypoints
-        rows = move(ex["where"][0], self.steps)
+        if ex["key"] == "boxes":
+            rows = move_box(ex["where"][0], self.steps)
+        else:  # the model names its parts
+            rows = move_keypoints(ex["where"][0], self.steps, pl_module.part_names)
         return {**ex, "noise": self.noise(pl_module, 1), "labels": [r[0] for r in rows],
                 "rows": torch.stack([r[1] for r in rows])}  # fmt: skip
 

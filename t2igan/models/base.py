@@ -53,6 +53,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from t2igan.data.contract import CUB_PARTS
+from t2igan.data.mpii import MPII_PARTS
 from t2igan.nn import init_dcgan_weights
 
 
@@ -173,6 +175,19 @@ def read_checkpoint(path: str | Path, what: str, how_to_get: str) -> tuple[dict,
         raise ValueError(f"{what} {path} holds {len(bad)} non-finite weights (e.g. {bad[0]}): "
                          "its run diverged; pass an earlier checkpoint of it")  # fmt: skip
     return ckpt, meta["class_path"]
+
+
+#: The part names of K keypoints, by K: CUB's 15 and MPII's 17 (GAWWN's MHP form), in the data
+#: readers' orders. Checkpoints record K, not the names, so a keypoint model names its parts here.
+PART_NAMES = {len(CUB_PARTS): CUB_PARTS, len(MPII_PARTS): MPII_PARTS}
+
+
+def part_names(num_parts: int) -> tuple[str, ...]:
+    """The names of ``num_parts`` keypoints (:data:`PART_NAMES`)."""
+    if num_parts not in PART_NAMES:
+        raise ValueError(f"no part names for {num_parts} keypoints: t2igan knows CUB's 15 and "
+                         "MPII's 17")  # fmt: skip
+    return PART_NAMES[num_parts]
 
 
 class NonFiniteLossError(RuntimeError):

@@ -57,15 +57,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from t2igan.data.contract import CUB_PARTS
 from t2igan.data.dataset import flip_permutation
-from t2igan.data.mpii import MPII_PARTS
 from t2igan.losses import bce
-from t2igan.models.base import TextToImageGAN
+from t2igan.models.base import PART_NAMES, TextToImageGAN, part_names
 
 #: Keypoints with visibility above this are drawn into the maps (the Lua loader's threshold).
 VISIBLE = 0.1
-_PART_NAMES = {len(CUB_PARTS): CUB_PARTS, len(MPII_PARTS): MPII_PARTS}  # by K, for mirroring
 #: Smallest box side (fraction of the image) the transform divides by; a data box the random crop
 #: cut to nothing would otherwise make the paste transform infinite.
 _MIN_SIDE = 1e-3
@@ -705,6 +702,11 @@ class GAWWNKeypoints(_GAWWN):
     __doc__ += _TRAINING_ARGS
     takes = ("text", "keypoints")
 
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """The names of the K keypoints, in order (CUB's 15 or MPII's 17)."""
+        return part_names(self.num_parts)
+
     def __init__(
         self,
         text_dim: int = 1024,
@@ -744,12 +746,12 @@ class GAWWNKeypoints(_GAWWN):
         self.map_size = _map_size(image_size, map_size)
         self.soft_maps = soft_maps
         if mirrored_location_weight > 0:
-            if num_parts not in _PART_NAMES:
+            if num_parts not in PART_NAMES:
                 raise ValueError(
                     f"mirrored_location_weight needs sided part names: known for 15 (CUB) or "
                     f"17 (MPII) parts, not {num_parts}"
                 )
-            self.swap = flip_permutation(_PART_NAMES[num_parts])
+            self.swap = flip_permutation(PART_NAMES[num_parts])
         self.fake_score_threshold = fake_score_threshold
         if fake_score_threshold > 0:  # the Lua tracker, kept in checkpoints for exact resume
             self.register_buffer("fake_score", torch.tensor(0.5))

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from t2igan.losses import bce
-from t2igan.models.base import EpochDecay, TextToImageModel, require_finite
+from t2igan.models.base import EpochDecay, TextToImageModel, part_names, require_finite
 from t2igan.nn import init_dcgan_weights
 
 #: A generated part is drawn (and its map set) when its visibility is above this (the demo's).
@@ -154,6 +154,11 @@ class GAWWNKeypointGenerator(TextToImageModel):
     """
 
     needs_images = False  # keypoints and captions only (a dataset without keypoints: an error)
+
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """The names of the K keypoints, in order (CUB's 15 or MPII's 17)."""
+        return part_names(self.num_parts)
 
     def __init__(
         self,
