@@ -54,7 +54,7 @@ def box_tensor(values: Sequence[float], what: str) -> torch.Tensor:
         raise ValueError(f"{what}: x, y, w and h must be finite numbers (normalised, e.g. "
                          "0.1,0.2,0.5,0.4)")  # fmt: skip
     if w <= 0 or h <= 0:
-        raise ValueError(f"{what} has zero area (width {w}, height {h}): w and h must be > 0")
+        raise ValueError(f"{what} has no area (width {w:g}, height {h:g}): w and h must be > 0")
     if x < 0 or y < 0 or x + w > 1 or y + h > 1:
         raise ValueError(f"{what} reaches outside the image: need 0 <= x, y and x + w, "
                          f"y + h <= 1 (here x + w = {x + w:g}, y + h = {y + h:g})")  # fmt: skip
@@ -181,8 +181,9 @@ class Pipeline:
 
     def noise(self, num: int, seed: int = 0) -> torch.Tensor:
         """``num`` noise vectors (num, z_dim) from ``seed``."""
-        if num < 1:
-            raise ValueError(f"--num is the number of images per caption: at least 1, got {num}")
+        if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+            raise ValueError(f"--num (num) is the number of images per caption: a whole number, "
+                             f"at least 1, got {num!r}")  # fmt: skip
         return self.model.sample_noise(num, generator=torch.Generator().manual_seed(seed))
 
     def draw(self, text: torch.Tensor, noise: torch.Tensor, generator=None,
@@ -206,9 +207,13 @@ class Pipeline:
         """Images as a (rows, num, 3, H, W) tensor in [-1, 1]: one row per caption, or per
         (caption, box) / (caption, keypoints) pair in that order, the same ``num`` noise vectors
         (``seed``) in every row. See :meth:`__call__` for the arguments."""
-        captions = [captions] if isinstance(captions, str) else list(captions)
+        captions = [captions] if isinstance(captions, str) else captions
+        if not isinstance(captions, list | tuple) or not all(isinstance(c, str) for c in captions):
+            raise ValueError(f"captions must be a string or a list of strings, not "
+                             f"{type(captions).__name__}")  # fmt: skip
         if not captions:
             raise ValueError("give at least one caption")
+        captions = list(captions)
         where = self.locations(boxes, keypoints)
         inputs, noise = self.embed(captions), self.noise(num, seed)
         rows = {k: v.repeat_interleave(max(len(where), 1), 0) for k, v in inputs.items()}

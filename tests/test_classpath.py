@@ -107,7 +107,7 @@ def test_evaluate_and_the_style_encoder_refuse_it_too(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--ckpt", str(bad), "--metrics", "fid", "--data.dataset", "synthetic"])
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "warning" not in ln]
-    assert lines[0] == f"t2igan evaluate: checkpoint {bad} names the class this.Foo, {REFUSED}; "\
+    assert lines[0] == f"t2igan evaluate: checkpoint {bad} (its text encoder) names the class this.Foo, {REFUSED}; "\
         "pass a file that t2igan wrote"  # fmt: skip
     with pytest.raises(ValueError, match=f"generator_ckpt {bad} names the class this"):
         StyleEncoderGAN(str(bad))

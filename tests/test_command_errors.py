@@ -323,3 +323,26 @@ def test_data_module_refuses_impossible_sizes(kwargs, message):
     with pytest.raises(ValueError) as err:
         T2IDataModule(**{"image_size": 32, "text_encoder": HashingEncoder(), **kwargs})
     assert str(err.value) == message
+
+
+def test_ckpt_path_refuses_a_foreign_model_class_and_suggests_none(data_root, tmp_path, capsys):
+    """A checkpoint whose model class is not t2igan's is refused before anything runs, and a
+    text file's error never suggests such a checkpoint beside it to resume from instead."""
+    Path("notes.txt").write_text("hello\n")
+    save_untrained(Path("crafted.ckpt"), HashingEncoder(64))
+    checkpoint = torch.load("crafted.ckpt", weights_only=True)
+    checkpoint["t2igan"]["class_path"] = "evilmod.Model"
+    torch.save(checkpoint, "crafted.ckpt")
+    run = ["--config", QUICKSTART, *TINY_DATA, "--data.root", str(data_root), *SMALL]
+    code, lines = fails(["test", *run, "--ckpt_path", "crafted.ckpt"], capsys)
+    assert code == 1 and "evilmod.Model, which is not t2igan's" in ours(lines)[0]
+    code, lines = fails(["fit", *run, "--ckpt_path", "notes.txt"], capsys)
+    assert ours(lines) == [f"t2igan fit: --ckpt_path notes.txt {NOT_A_CKPT}"]  # no "resume from"
+
+
+def test_evaluate_without_the_run_config_embeds_with_the_checkpoints_encoder(tmp_path):
+    from t2igan.cli.evaluate import data_module
+
+    ckpt = save_untrained(tmp_path / "moved.ckpt", HashingEncoder(64))  # no config.yaml beside
+    dm = data_module(ckpt, None, ["--data.dataset", "synthetic"])
+    assert dm.text_encoder.spec() == HashingEncoder(64).spec()

@@ -554,7 +554,7 @@ def test_generate_with_keypoints(gawwn_ckpts, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--box", "0.5,0.5,0.6,0.2"], "outside the image"),
-    (["--box", "0.1,0.1,0,0.3"], "zero area"),
+    (["--box", "0.1,0.1,0,0.3"], "has no area"),
     (["--box", "0.1,0.1,0.3"], "four numbers"),
     (["--box", "a,b,c,d"], "four numbers"),
     ([], "pass --box"),

@@ -125,7 +125,9 @@ def test_the_converter_exits_with_one_line_instead_of_a_segfault(tmp_path):
                            str(tmp_path / "enc.ckpt")], capture_output=True, text=True, env=env,
                           timeout=300)  # fmt: skip
     assert done.returncode == 1, (done.returncode, done.stderr[-2000:])
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("t2igan convert: ")
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(
+        "python -m t2igan.models.char_cnn_rnn_t7: "
+    )
     assert (
         "enc.t7 is not a Torch7 file t2igan can read: torch.FloatTensor modules[1].weight"
         in done.stderr

@@ -141,4 +141,13 @@ def test_keypoint_models_name_their_own_parts():
         kg = GAWWNKeypointGenerator(text_dim=8, ngf=8, ndf=8, z_dim=4, num_parts=k)
         assert image_model.part_names == kg.part_names == names
     with pytest.raises(ValueError, match="no part names for 9 keypoints"):
-        GAWWNKeypointGenerator(text_dim=8, ngf=8, ndf=8, z_dim=4, num_parts=9).part_names
+        _ = GAWWNKeypointGenerator(text_dim=8, ngf=8, ndf=8, z_dim=4, num_parts=9).part_names
+
+
+def test_api_arguments_of_the_wrong_type_are_one_line(tmp_path):
+    pipe = t2igan.load(gawwn(GAWWNBox, tmp_path / "box.ckpt"))
+    box = [(0.1, 0.1, 0.5, 0.5)]
+    with pytest.raises(ValueError, match="captions must be a string or a list of strings"):
+        pipe(None, boxes=box)
+    with pytest.raises(ValueError, match="a whole number, at least 1, got 2.5"):
+        pipe("a bird", num=2.5, boxes=box)

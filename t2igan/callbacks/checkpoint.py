@@ -15,6 +15,7 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from t2igan.atomic import remove_stale_tmp, save_atomic
+from t2igan.classpath import check_class_path, check_class_paths
 from t2igan.models.base import load_checkpoint_file, written_checkpoint
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,22 @@ def use_atomic_checkpoints(trainer: L.Trainer) -> None:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
+def check_classes(checkpoint: dict, source: str) -> None:
+    """Every class a checkpoint names (its model in the ``t2igan`` entry, and in its
+    hyper-parameters a text encoder, a style encoder's GAN, LightningCLI's ``_class_path``)
+    checked before any is imported (:mod:`t2igan.classpath`)."""
+    meta = checkpoint.get("t2igan") if isinstance(checkpoint, dict) else None
+    if isinstance(meta, dict) and "class_path" in meta:
+        check_class_path(meta["class_path"], source=source)
+    check_class_paths(checkpoint.get("hyper_parameters"), source=source)
+
+
 def is_intact(path: str | Path) -> bool:
-    """Whether ``path`` loads as a checkpoint (tensors and plain data only)."""
+    """Whether ``path`` loads as a checkpoint (tensors and plain data only) naming only
+    classes t2igan would import (:func:`check_classes`)."""
     try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # truncated zip, not a zip, refused global: all "cannot resume from it"
+        check_classes(torch.load(path, map_location="cpu", weights_only=True, mmap=True), "")
+    except Exception:  # truncated zip, not a zip, refused global or class: "cannot resume"
         return False
     return True
 
@@ -73,7 +85,9 @@ def check_ckpt_path(path: str | Path) -> dict:
     one."""
     path = Path(path)
     try:
-        return load_checkpoint_file(path, "--ckpt_path", HOW_TO_RESUME)
+        checkpoint = load_checkpoint_file(path, "--ckpt_path", HOW_TO_RESUME)
+        check_classes(checkpoint, f"--ckpt_path {path}")
+        return checkpoint
     except ValueError as err:
         folder = path if path.is_dir() else path.parent  # a folder: the newest in it
         other = newest_intact(folder, exclude=path) if folder.is_dir() else None

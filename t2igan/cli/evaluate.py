@@ -55,9 +55,16 @@ def data_module(ckpt: Path, config: str | None, overrides: list[str]):
         parser.set_defaults({f"data.{k}": v for k, v in (run.get("data") or {}).items()})
     elif config:
         raise FileNotFoundError(f"--config {config} does not exist")
-    else:
-        warn("evaluate", f"{path} not found (the run's config): using the data defaults and "
-             "--data.* options")  # fmt: skip
+    else:  # the captions are embedded as the checkpoint records (its classes checked)
+        from t2igan.models.base import read_checkpoint
+
+        spec = read_checkpoint(ckpt, "--ckpt", "")[0].get("hyper_parameters", {})
+        spec = spec.get("text_encoder")
+        if spec:
+            check_class_paths(spec, source=f"checkpoint {ckpt} (its text encoder)")
+            parser.set_defaults({"data.text_encoder": spec})
+        warn("evaluate", f"{path} not found (the run's config): using the data defaults, the "
+             "checkpoint's text encoder and the --data.* options")  # fmt: skip
     try:
         cfg = parser.parse_args(overrides)
     except Exception as err:  # jsonargparse's ArgumentError: one line for the handler

@@ -23,7 +23,7 @@ from t2igan.callbacks.checkpoint import (
     use_atomic_checkpoints,
 )
 from t2igan.callbacks.run_config import SaveRunConfig
-from t2igan.classpath import check_class_paths, imported_class
+from t2igan.classpath import imported_class
 from t2igan.command import (
     closest,
 )
@@ -74,8 +74,7 @@ class T2IGANCLI(LightningCLI):
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path is None or path == "last":  # `last` is resolved in before_fit
             return
-        ckpt = check_ckpt_path(path)
-        check_class_paths(ckpt.get("hyper_parameters"), source=f"--ckpt_path {path}")
+        check_ckpt_path(path)  # its classes too, before jsonargparse would import them
         if subcommand != "fit":
             super()._parse_ckpt_path()
 

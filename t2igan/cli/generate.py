@@ -301,9 +301,10 @@ def remove_earlier_files(out_dir: Path, paths: list[Path]) -> None:
 
 
 def files_said(names: list[str]) -> str:
-    """``N images`` (PNG files), and ``and M keypoint files`` (JSON) when there are any."""
-    images = sum(name.endswith(".png") for name in names)
-    others = len(names) - images
+    """``N images`` (the drawn images, ``cCC_iII.png``; not the grids or the copies with the
+    location drawn on), and ``and M keypoint files`` (JSON) when there are any."""
+    images = sum(bool(re.fullmatch(r"c\d+_i\d+\.png", name)) for name in names)
+    others = sum(name.endswith(".json") for name in names)
     return f"{images} images" + (f" and {others} keypoint files (JSON)" if others else "")
 
 

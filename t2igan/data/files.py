@@ -52,7 +52,7 @@ def keep_present(
         if not skip_missing:
             raise MissingDataError(
                 f"{len(absent)} of {len(paths)} {what} images lack their image or caption "
-                f"file, e.g. {absent[0]}. {fetch} Or set skip_missing to use the images that "
+                f"file, e.g. {absent[0]}. {fetch} Or pass --skip-missing (skip_missing) to use the images that "
                 "are there."
             )
         log.warning("%s: skipping %d of %d images whose files are missing, e.g. %s",

@@ -177,14 +177,17 @@ def convert_t7(path: str | Path, out: str | Path, lowercase: bool = True) -> Pat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Convert an authors' .t7 text encoder.")
+    parser = argparse.ArgumentParser(
+        prog="python -m t2igan.models.char_cnn_rnn_t7",
+        description="Convert an authors' .t7 text encoder.",
+    )
     parser.add_argument("t7", help="the authors' .t7 file")
     parser.add_argument("out", help="t2igan encoder checkpoint to write")
     a = parser.parse_args(argv)
     try:
         out = convert_t7(a.t7, a.out)
     except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"t2igan convert: {err}")
+        sys.exit(f"python -m t2igan.models.char_cnn_rnn_t7: {err}")
     print(f"wrote {out}")
 
 
