@@ -11,7 +11,7 @@ class SpeedUps(L.Callback):
     with the paper defaults stays the paper's): NHWC memory layout for every convolution, and
     ``torch.compile`` of G and D. Mixed precision is the Trainer's own flag
     (``--trainer.precision bf16-mixed``). Measured side by side with the plain loop in
-    ``benchmarks/speed.py`` (docs/benchmarks.md).
+    ``benchmarks/speed.py`` (docs/results.md, Training loop speed).
 
     ``compile`` uses ``nn.Module.compile``, in place: parameter names, and so checkpoints, are
     those of the uncompiled model. The first batches of a compiled run are slow (compilation).

@@ -110,7 +110,7 @@ class StyleEncoderGAN(TextToImageGAN):
             trained with a squared error, so it returns E[z | x]: where an image does not fix
             z, S answers near 0, a vector far shorter than any z G was trained on, and there
             the caption decides what the "style" attributes look like. On synthetic birds this
-            raises background retention from 44-48% to 66-84% (docs/reed2016.md).
+            raises background retention from 44-48% to 66-84% (docs/results.md, Style transfer).
         recon_weight: not in the paper, 0 (off) by default. With a weight w > 0, S is also
             trained on the data's real images x: the loss adds
             ``w * mean (G(S(x), phi(t_x)) - x)^2`` (per pixel, G frozen, the gradient passing
