@@ -170,12 +170,10 @@ class Pipeline:
                 warn("generate", f"caption {i} is longer than the {self.encoder.max_tokens} "
                      f"tokens the text encoder reads: it is cut after ...{short[-40:]!r}")  # fmt: skip
             fitted.append(short)
-        inputs = {}
-        if "tokens" in self.model.takes:  # the model reads word ids (its own vocabulary's), uncut
-            inputs["tokens"], cut = self.model.encode_captions(captions)
-            for i in cut:
-                warn("generate", f"caption {i + 1} is longer than the {self.model.max_words} "
-                     f"words {type(self.model).__name__} reads: it is cut")  # fmt: skip
+        inputs, cut = self.model.prepare_captions(captions)  # e.g. word ids, read uncut
+        for i in cut:
+            warn("generate", f"caption {i + 1} is longer than {type(self.model).__name__} reads: "
+                 "it is cut")  # fmt: skip
         inputs["text"] = torch.from_numpy(self.encoder.encode(fitted))
         return inputs
 

@@ -379,7 +379,8 @@ def _draw(model, dm, caption: str) -> torch.Tensor:
     """Two images of ``caption`` from fixed noise."""
     text = torch.from_numpy(dm.text_encoder.encode([caption] * 2))
     noise = model.sample_noise(2, generator=torch.Generator().manual_seed(0))
-    words = {"tokens": model.encode_captions([caption] * 2)[0]} if "tokens" in model.takes else {}
+    words, _ = model.prepare_captions([caption] * 2)  # alignDRAW's word ids; nothing for DRAW
+    assert set(words) == set(model.takes) - {"text"}
     return model.sample(text, noise, **words)
 
 

@@ -199,9 +199,7 @@ def score_model(model: TextToImageModel, dataset, scorer: Scorer, num_samples: i
         pairs = order[start : start + batch_size]
         emb = torch.stack([dataset.emb[i][j] for i, j in pairs])
         captions = [dataset.split.captions[i][j] for i, j in pairs]
-        words = {}
-        if "tokens" in model.takes:  # word ids of the model's own vocabulary (alignDRAW)
-            words["tokens"] = model.encode_captions(captions)[0]
+        words, _ = model.prepare_captions(captions)  # e.g. alignDRAW's word ids
         images = model.sample(emb, model.sample_noise(len(pairs), generator=g), **words).cpu()
         batch = None
         if attrs is not None:

@@ -305,6 +305,13 @@ class TextToImageModel(L.LightningModule):
         self._warned_diverging = False
 
     # ------------------------------------------------------- sampling interface
+    def prepare_captions(self, captions: list[str]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """What this model takes from the captions themselves beyond their embeddings, as
+        :meth:`sample` keywords, and the indices of the captions it had to cut: nothing here; a
+        model that reads word ids (alignDRAW) returns its ``tokens``. Consumers call it for
+        every model instead of asking which one reads words."""
+        return {}, []
+
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` noise vectors z ~ N(0, I), shape (n, z_dim)."""
         return torch.randn(n, self.z_dim, generator=generator).to(self.device)

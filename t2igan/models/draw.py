@@ -729,6 +729,12 @@ class AlignDRAW(RecurrentVAE):
     def condition(self, text_emb, conditioning):
         return conditioning["tokens"]
 
+    def prepare_captions(self, captions: list[str]) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """``{"tokens": word ids}`` of the captions with this model's vocabulary (it reads them
+        uncut up to ``max_words``), and the indices of the captions that were cut."""
+        ids, cut = self.encode_captions(captions)
+        return {"tokens": ids}, cut
+
     def encode_captions(self, captions: list[str]) -> tuple[torch.Tensor, list[int]]:
         """(ids (N, max_words), the indices of the captions that were cut) with this model's
         vocabulary: what ``t2igan generate`` feeds it."""
