@@ -15,8 +15,8 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from t2igan.atomic import remove_stale_tmp, save_atomic
-from t2igan.classpath import check_class_path, check_class_paths
 from t2igan.models.base import load_checkpoint_file, written_checkpoint
+from t2igan.models.loading import check_classes
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,6 @@ def use_atomic_checkpoints(trainer: L.Trainer) -> None:
     a checkpoint plugin of their own)."""
     if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
         trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-
-
-def check_classes(checkpoint: dict, source: str) -> None:
-    """Every class a checkpoint names (its model in the ``t2igan`` entry, and in its
-    hyper-parameters a text encoder, a style encoder's GAN, LightningCLI's ``_class_path``)
-    checked before any is imported (:mod:`t2igan.classpath`)."""
-    meta = checkpoint.get("t2igan") if isinstance(checkpoint, dict) else None
-    if isinstance(meta, dict) and "class_path" in meta:
-        check_class_path(meta["class_path"], source=source)
-    check_class_paths(checkpoint.get("hyper_parameters"), source=source)
 
 
 def is_intact(path: str | Path) -> bool:

@@ -16,7 +16,7 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToIm
     """Load any t2igan model from a checkpoint (the class is recorded in it)."""
     how = "pass a checkpoint that `t2igan fit` wrote, e.g. runs/quickstart/checkpoints/last.ckpt"
     checkpoint, class_path = read_checkpoint(ckpt, "checkpoint", how)
-    check_classes(checkpoint, class_path, f"checkpoint {ckpt}")
+    check_classes(checkpoint, f"checkpoint {ckpt}")
     if class_path.endswith(".GAWWNKeypointGenerator"):
         raise ValueError(f"{ckpt} is a GAWWN keypoint generator (it draws keypoints, not images): "
                          "pass it as --keypoint-generator, with a GAWWNKeypoints checkpoint as "
@@ -25,11 +25,13 @@ def load_model(ckpt: str | Path, device: str | torch.device = "cpu") -> TextToIm
     return cls.load_from_checkpoint(ckpt, map_location=device, weights_only=True).eval()
 
 
-def check_classes(checkpoint: dict, class_path: str, source: str) -> None:
-    """Every class a checkpoint names (its model, and in its hyper-parameters its text
-    encoder, a style encoder's GAN, LightningCLI's record of the model) checked before any is
-    imported: t2igan's own, or already imported (:mod:`t2igan.classpath`)."""
-    check_class_path(class_path, source=source)
+def check_classes(checkpoint: dict, source: str) -> None:
+    """Every class a checkpoint names (its model in the ``t2igan`` entry, and in its
+    hyper-parameters a text encoder, a style encoder's GAN, LightningCLI's record of the model)
+    checked before any is imported: t2igan's own, or already imported (:mod:`t2igan.classpath`)."""
+    meta = checkpoint.get("t2igan") if isinstance(checkpoint, dict) else None
+    if isinstance(meta, dict) and "class_path" in meta:
+        check_class_path(meta["class_path"], source=source)
     check_class_paths(checkpoint.get("hyper_parameters"), source=source)
 
 
@@ -40,7 +42,7 @@ def load_keypoint_generator(ckpt: str | Path, device: str | torch.device = "cpu"
     how = ("train one with `t2igan fit --config experiments/gawwn_keypoint_generator.yaml` and "
            "pass runs/gawwn_keypoint_generator/checkpoints/last.ckpt")  # fmt: skip
     checkpoint, class_path = read_checkpoint(ckpt, "--keypoint-generator", how)
-    check_classes(checkpoint, class_path, f"--keypoint-generator {ckpt}")
+    check_classes(checkpoint, f"--keypoint-generator {ckpt}")
     cls = import_class(class_path, source=f"--keypoint-generator {ckpt}")
     if not issubclass(cls, GAWWNKeypointGenerator):
         raise ValueError(f"--keypoint-generator {ckpt} holds a {class_path.rpartition('.')[2]}, "
